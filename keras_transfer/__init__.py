@@ -1,0 +1,49 @@
+"""keras-transfer: the transfer-learning workflow for Keras 3 on TensorFlow.
+
+Subpackages by capability:
+
+- `keras_transfer.backbones`: pretrained backbones with named layer groups.
+- `keras_transfer.layers`: `HubLayer`, `GradientReversal`, `DomainDiscriminator`.
+- `keras_transfer.optimizers`: `DiscriminativeLR`.
+- `keras_transfer.schedules`: fine-tuning learning-rate schedules.
+- `keras_transfer.callbacks`: `GradualUnfreezing` and friends.
+- `keras_transfer.regularizers`: `L2SP`, `BSS`.
+- `keras_transfer.losses`: domain adaptation losses.
+- `keras_transfer.adaptation`: domain adaptation models.
+- `keras_transfer.transferability`: LogME and friends, ranking, reports.
+- `keras_transfer.export`: SavedModel and TFLite with parity checks.
+- `keras_transfer.datasets`: real data and weights that packages ship.
+
+Importing `keras_transfer` registers every public class for Keras saving, and
+does not import keras-hub, keras-cv or tensorflow-hub.
+"""
+
+from keras_transfer import (
+    adaptation,
+    backbones,
+    callbacks,
+    datasets,
+    export,
+    layers,
+    losses,
+    optimizers,
+    regularizers,
+    schedules,
+    transferability,
+)
+from keras_transfer.version import __version__
+
+__all__ = [
+    "__version__",
+    "adaptation",
+    "backbones",
+    "callbacks",
+    "datasets",
+    "export",
+    "layers",
+    "losses",
+    "optimizers",
+    "regularizers",
+    "schedules",
+    "transferability",
+]

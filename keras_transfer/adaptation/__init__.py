@@ -1,0 +1,1 @@
+"""Domain adaptation models trained with plain model.fit."""

@@ -1,0 +1,1 @@
+"""Pretrained backbones with named layer groups, freezing and task heads."""

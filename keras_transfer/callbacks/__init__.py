@@ -1,0 +1,1 @@
+"""Callbacks: gradual unfreezing and adaptation schedules inside one fit."""

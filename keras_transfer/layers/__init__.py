@@ -1,0 +1,1 @@
+"""Keras layers: HubLayer for TF-Hub modules, gradient reversal, discriminators."""

@@ -1,0 +1,1 @@
+"""Domain adaptation losses: MMD, JMMD, CORAL, entropy, MCC, MDD."""

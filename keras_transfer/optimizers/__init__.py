@@ -1,0 +1,1 @@
+"""Optimizer wrappers: discriminative learning rates and layer-wise LR decay."""

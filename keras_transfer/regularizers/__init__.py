@@ -1,0 +1,1 @@
+"""Fine-tuning regularizers: L2-SP and batch spectral shrinkage."""

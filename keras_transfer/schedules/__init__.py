@@ -1,0 +1,1 @@
+"""Learning-rate schedules for fine-tuning: slanted triangular, one-cycle, warmup."""

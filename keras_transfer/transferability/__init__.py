@@ -1,0 +1,1 @@
+"""Transferability scores, backbone ranking, transfer reports, domain distance."""
