@@ -3,6 +3,7 @@
 import math
 import numbers
 import re
+import types
 
 import keras
 
@@ -169,10 +170,21 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             )
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
-        self._groups = self._parse_groups(groups)
+        # Plain-Python holder: the groups hold model variables and the target
+        # is the innermost optimizer; neither may be tracked as our state.
+        self._untracked = types.SimpleNamespace(
+            groups=self._parse_groups(groups), target=_innermost(optimizer)
+        )
         self._spec = self._parse_spec(multipliers, layer_decay, self._groups)
-        self._target = _innermost(optimizer)
         self._linear = type(self._target) in _LINEAR_IN_LR
+
+    @property
+    def _groups(self):
+        return self._untracked.groups
+
+    @property
+    def _target(self):
+        return self._untracked.target
 
     # ------------------------------------------------------------------ spec
     @staticmethod
@@ -356,7 +368,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 if group_vars is not None:
                     for v in group_vars:
                         if isinstance(v, str):
-                            hits = [i for i, p in enumerate(paths) if p == v]
+                            hits = _path_hits(v, paths)
                         else:
                             hits = [keys.get(self._var_key(v))]
                         for i in hits:
@@ -570,6 +582,24 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             config.pop("optimizer"), custom_objects=custom_objects
         )
         return cls(optimizer, **config)
+
+
+def _path_hits(saved_path, paths):
+    """Indices of `paths` equal to `saved_path`, else sharing a suffix with it.
+
+    Variable paths can lose or gain their model-name prefix across a save and
+    load (`net/dense/kernel` comes back as `dense/kernel`), so a saved group
+    path also matches on whole trailing path components, when that is unique.
+    """
+    exact = [i for i, p in enumerate(paths) if p == saved_path]
+    if exact:
+        return exact
+    suffix = [
+        i
+        for i, p in enumerate(paths)
+        if saved_path.endswith("/" + p) or p.endswith("/" + saved_path)
+    ]
+    return suffix if len(suffix) == 1 else []
 
 
 def _no_weight_decay(variables):
