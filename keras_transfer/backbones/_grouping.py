@@ -17,6 +17,17 @@ import keras
 from keras_transfer.backbones.layer_group import LayerGroup
 
 
+def _expanded(layer):
+    """Sublayers that stand for `layer` in groups, or None to keep it whole.
+
+    Containers whose blocks people fine-tune one by one are opened up:
+    keras-hub's `ViTEncoder` holds every transformer block of a ViT.
+    """
+    if type(layer).__name__ == "ViTEncoder" and hasattr(layer, "encoder_layers"):
+        return list(layer.encoder_layers) + [layer.dropout, layer.layer_norm]
+    return None
+
+
 def unit_layers(model):
     """Layers of `model` in graph order, nested models expanded, no inputs."""
     out = []
@@ -25,8 +36,9 @@ def unit_layers(model):
             continue
         if isinstance(layer, keras.Model):
             out.extend(unit_layers(layer))
-        else:
-            out.append(layer)
+            continue
+        parts = _expanded(layer)
+        out.extend(parts if parts else [layer])
     return out
 
 

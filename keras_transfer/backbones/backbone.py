@@ -105,21 +105,10 @@ class Backbone(keras.Model):
 
     @staticmethod
     def _family_groups(units, family):
-        names = [family.group_of(u.name) for u in units]
-        # Weighted layers after the architecture's last one (a task head
-        # kept by the cut) form a "head" group.
-        known = [i for i, n in enumerate(names) if n is not None]
-        if not known:
+        names = family.group_names(units)
+        if names is None:
             return None
-        for i in range(known[-1] + 1, len(units)):
-            if units[i].weights:
-                names[i] = "head"
-        try:
-            return _grouping._to_groups(units, _grouping._fill_weightless(units, names))
-        except ValueError:
-            # Layers the table does not know in the middle of the network (a
-            # modified architecture): use the generic split instead.
-            return None
+        return _grouping._to_groups(units, names)
 
     # ------------------------------------------------------------------
     # Groups
