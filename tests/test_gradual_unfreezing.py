@@ -4,9 +4,11 @@ import keras
 import numpy as np
 import pytest
 
+from keras_transfer.backbones import Backbone
 from keras_transfer.callbacks import GradualUnfreezing
 from tests.testing import (
     changed_paths,
+    run_model_saving_test,
     run_serialization_test,
     weights_snapshot,
 )
@@ -20,11 +22,10 @@ def make_backbone(bn=True):
     h = keras.layers.Dense(6, activation="relu", name="low")(inputs)
     h = keras.layers.Dense(6, activation="relu", name="mid")(h)
     h = keras.layers.Dense(6, name="high")(h)
-    groups = {"low": ["low"], "mid": ["mid"], "high": ["high"]}
     if bn:
         h = keras.layers.BatchNormalization(name="high_bn")(h)
-        groups["high"].append("high_bn")
-    return StandInBackbone(inputs, h, groups, name="backbone")
+    groups = {"low": "low", "mid": "mid", "high": "high(_bn)?"}
+    return Backbone(inputs, h, groups=groups, name="backbone")
 
 
 def make_model(seed=0, bn=True):
@@ -370,6 +371,16 @@ def test_resumed_training_matches_an_uninterrupted_one(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
+def test_model_trained_with_gradual_unfreezing_saves_and_loads(tmp_path):
+    model, backbone = make_model()
+    model.compile(optimizer="adam", loss="mse")
+    x, y = data(8)
+    model.fit(
+        x, y, epochs=2, callbacks=[GradualUnfreezing(backbone, every=1)], verbose=0
+    )
+    run_model_saving_test(model, x, tmp_path)
+
+
 def test_config_round_trip():
     revived = run_serialization_test(
         GradualUnfreezing(schedule={1: 1, 3: 3}, freeze_bn=True, verbose=1)
@@ -471,59 +482,3 @@ def test_optimizer_that_already_stepped_over_fewer_variables_is_an_error():
             x, y, epochs=2, callbacks=[GradualUnfreezing(backbone)], verbose=0
         )
 
-
-# -- stand-in for the Backbone contract (test helper, until backbones lands) --
-
-
-class _Group:
-    def __init__(self, name, layers):
-        self.name, self.layers = name, layers
-
-    @property
-    def variables(self):
-        out = []
-        for layer in self.layers:
-            out.extend(v for v in layer.weights if all(v is not o for o in out))
-        return out
-
-
-class StandInBackbone(keras.Model):
-    """Test helper with the attributes of the Backbone contract."""
-
-    def __init__(self, inputs, outputs, group_layers, **kwargs):
-        super().__init__(inputs, outputs, **kwargs)
-        self._group_layers = group_layers
-
-    @property
-    def groups(self):
-        return [
-            _Group(name, [self.get_layer(n) for n in names])
-            for name, names in self._group_layers.items()
-        ]
-
-    @property
-    def group_names(self):
-        return list(self._group_layers)
-
-    def freeze_to(self, n, train_bn=False, freeze_bn=False):
-        groups = self.groups
-        n = len(groups) + n if n < 0 else n
-        self.trainable = True
-        for i, group in enumerate(groups):
-            for layer in group.layers:
-                train = i >= len(groups) - n
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    train = (train or train_bn) and not freeze_bn
-                layer.trainable = train
-
-    def freeze(self, train_bn=False):
-        self.freeze_to(0, train_bn=train_bn)
-
-    def unfreeze(self, freeze_bn=False):
-        self.freeze_to(len(self.groups), freeze_bn=freeze_bn)
-
-    @property
-    def trainable_group_names(self):
-        return [
-            g.name for g in self.groups if any(layer.trainable for layer in g.layers)
-        ]
