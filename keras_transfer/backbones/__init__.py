@@ -9,11 +9,13 @@ from keras_transfer.backbones.features import (
 from keras_transfer.backbones.heads import add_head
 from keras_transfer.backbones.image_preprocessing import ImagePreprocessing
 from keras_transfer.backbones.layer_group import LayerGroup
+from keras_transfer.backbones.preprocessed_model import PreprocessedModel
 
 __all__ = [
     "Backbone",
     "ImagePreprocessing",
     "LayerGroup",
+    "PreprocessedModel",
     "add_head",
     "extract_features",
     "feature_extractor",

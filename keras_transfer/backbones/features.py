@@ -16,6 +16,7 @@ from keras_transfer.backbones.heads import (
     build_head,
     feature_graph,
 )
+from keras_transfer.backbones.preprocessed_model import PreprocessedModel
 
 
 def _batches(data, batch_size):
@@ -72,14 +73,17 @@ def feature_extractor(
     Returns:
         A `keras.Model`.
     """
-    inputs, features = feature_graph(
+    inputs, features, preprocessor = feature_graph(
         backbone,
         preprocessing=preprocessing,
         pooling=pooling,
         input_shape=input_shape,
         sequence_length=sequence_length,
     )
-    return keras.Model(inputs, features, name=f"{backbone.name}_features")
+    network = keras.Model(inputs, features, name=f"{backbone.name}_features")
+    if preprocessor is None:
+        return network
+    return PreprocessedModel(preprocessor, network, name=f"{backbone.name}_features")
 
 
 @keras_transfer_export("keras_transfer.backbones.extract_features")

@@ -4,6 +4,7 @@ import keras
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.image_preprocessing import MODES, ImagePreprocessing
+from keras_transfer.backbones.preprocessed_model import PreprocessedModel
 from keras_transfer.utils.optional import require
 
 POOLINGS = ("avg", "max", "pooled")
@@ -75,29 +76,25 @@ def feature_graph(
     input_shape=None,
     sequence_length=128,
 ):
-    """Raw inputs and pooled features of `backbone` (symbolic tensors).
+    """Inputs, pooled features of `backbone`, and a text preprocessor or None.
 
     Images: resize to the backbone's input size and scale them (the
-    backbone's `preprocessing` mode, or the mode given). Text (keras-hub
-    encoders): strings in, through a keras-hub preprocessor. Anything else:
-    the backbone's own inputs.
+    backbone's `preprocessing` mode, or the mode given), inside the graph.
+    Text (keras-hub encoders): the graph takes the token dict; the keras-hub
+    preprocessor (strings -> tokens) is returned to run in front of it
+    (`PreprocessedModel`). Anything else: the backbone's own inputs.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: {pooling!r}")
     if _is_text_backbone(backbone):
         preprocessor = _text_preprocessor(backbone, preprocessing, sequence_length)
-        if preprocessor is None:
-            inputs = {
-                k: keras.Input(v.shape[1:], dtype=v.dtype, name=k)
-                for k, v in backbone.input.items()
-            }
-            packed = inputs
-        else:
-            inputs = keras.Input(shape=(), dtype="string", name="text")
-            packed = preprocessor(inputs)
-        outputs = backbone({k: packed[k] for k in backbone.input})
-        mask = packed.get("padding_mask")
-        return inputs, _pool(outputs, pooling, mask=mask)
+        inputs = {
+            k: keras.Input(v.shape[1:], dtype=v.dtype, name=k)
+            for k, v in backbone.input.items()
+        }
+        outputs = backbone(inputs)
+        features = _pool(outputs, pooling, mask=inputs.get("padding_mask"))
+        return inputs, features, preprocessor
 
     flat = keras.tree.flatten(backbone.input)
     if len(flat) == 1 and len(flat[0].shape) == 4:
@@ -118,12 +115,12 @@ def feature_graph(
             x = ImagePreprocessing(
                 mode or "raw", image_size=size, name="image_preprocessing"
             )(x)
-        return inputs, _pool(backbone(x), pooling)
+        return inputs, _pool(backbone(x), pooling), None
 
     inputs = keras.tree.map_structure(
         lambda v: keras.Input(v.shape[1:], dtype=v.dtype), backbone.input
     )
-    return inputs, _pool(backbone(inputs), pooling)
+    return inputs, _pool(backbone(inputs), pooling), None
 
 
 def build_head(
@@ -230,7 +227,8 @@ def add_head(
         name: Optional string. Name of the model.
 
     Returns:
-        A `keras.Model`.
+        A `keras.Model`; for text, a `PreprocessedModel` (the keras-hub
+        preprocessor in front of the functional network).
 
     Example:
 
@@ -242,7 +240,7 @@ def add_head(
     >>> model(np.zeros((2, 16, 16, 1))).shape
     TensorShape([2, 3])
     """
-    inputs, features = feature_graph(
+    inputs, features, preprocessor = feature_graph(
         backbone,
         preprocessing=preprocessing,
         pooling=pooling,
@@ -263,4 +261,8 @@ def add_head(
             f"`head` must be a keras.Model or None. Received: head={head!r}"
         )
     outputs = head(features)
-    return keras.Model(inputs, outputs, name=name or f"{backbone.name}_with_head")
+    name = name or f"{backbone.name}_with_head"
+    if preprocessor is None:
+        return keras.Model(inputs, outputs, name=name)
+    network = keras.Model(inputs, outputs, name=f"{name}_network")
+    return PreprocessedModel(preprocessor, network, name=name)
