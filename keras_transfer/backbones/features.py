@@ -37,8 +37,11 @@ def _batches(data, batch_size):
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
         data = np.asarray(data)
     data = np.asarray(data) if not hasattr(data, "shape") else data
+    strings = isinstance(data, np.ndarray) and data.dtype.kind in "USO"
     for start in range(0, len(data), batch_size):
-        yield data[start : start + batch_size]
+        batch = data[start : start + batch_size]
+        # Keras data adapters take strings as TensorFlow tensors only.
+        yield tf.constant(batch.astype(str)) if strings and tf else batch
 
 
 def _num_batches(data, batch_size):
@@ -147,7 +150,8 @@ def extract_features(
     progbar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
     chunks = []
     for i, batch in enumerate(_batches(data, batch_size)):
-        chunks.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))
+        out = model.predict(batch, batch_size=_batch_len(batch), verbose=0)
+        chunks.append(keras.ops.convert_to_numpy(out))
         if progbar is not None:
             progbar.update(i + 1)
     if not chunks:
@@ -270,3 +274,7 @@ def fit_head_on_features(
     )
     model.history = history
     return model
+
+
+def _batch_len(batch):
+    return int(keras.tree.flatten(batch)[0].shape[0])
