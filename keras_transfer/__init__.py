@@ -13,6 +13,7 @@ Subpackages by capability:
 - `keras_transfer.transferability`: LogME and friends, ranking, reports.
 - `keras_transfer.export`: SavedModel and TFLite with parity checks.
 - `keras_transfer.datasets`: real data and weights that packages ship.
+- `keras_transfer.distribute`: `model.fit` under MultiWorkerMirroredStrategy.
 
 Importing `keras_transfer` registers every public class for Keras saving, and
 does not import keras-hub, keras-cv or tensorflow-hub.
@@ -23,6 +24,7 @@ from keras_transfer import (
     backbones,
     callbacks,
     datasets,
+    distribute,
     export,
     layers,
     losses,
@@ -39,6 +41,7 @@ __all__ = [
     "backbones",
     "callbacks",
     "datasets",
+    "distribute",
     "export",
     "layers",
     "losses",
