@@ -126,6 +126,7 @@ def test_feature_bad_input():
         extract_features(backbone, images(0), verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_head_on_text_features():
     from keras_transfer.utils import require
 
