@@ -237,8 +237,8 @@ def add_head(
     >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     >>> backbone = Backbone(inputs, x, preprocessing="tf")
     >>> model = add_head(backbone, num_classes=3, input_shape=(16, 16, 1))
-    >>> model(np.zeros((2, 16, 16, 1))).shape
-    TensorShape([2, 3])
+    >>> tuple(model(np.zeros((2, 16, 16, 1))).shape)
+    (2, 3)
     """
     inputs, features, preprocessor = feature_graph(
         backbone,

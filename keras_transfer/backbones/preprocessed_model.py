@@ -25,8 +25,8 @@ class PreprocessedModel(keras.Model):
 
     >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)
-    >>> model(np.ones((3, 2))).shape
-    TensorShape([3, 1])
+    >>> tuple(model(np.ones((3, 2))).shape)
+    (3, 1)
     """
 
     def __init__(self, preprocessor, network, **kwargs):

@@ -80,11 +80,10 @@ def to_saved_model(
     >>> result.parity_ok, result.max_abs_diff < 1e-4
     (True, True)
     >>> reloaded = tf.saved_model.load(path)
-    >>> reloaded.signatures["serving_default"](
-    ...     **{k: tf.zeros((1, 4)) for k in
-    ...        reloaded.signatures["serving_default"].structured_input_signature[1]}
-    ... )["output_0"].shape
-    TensorShape([1, 2])
+    >>> serve = reloaded.signatures["serving_default"]
+    >>> names = serve.structured_input_signature[1]
+    >>> tuple(serve(**{k: tf.zeros((1, 4)) for k in names})["output_0"].shape)
+    (1, 2)
     """
     exported, used_inference_model = _parity.resolve_model(model)
     input_signature = _parity.normalize_input_signature(input_signature)
