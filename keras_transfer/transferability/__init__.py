@@ -18,6 +18,7 @@ from keras_transfer.transferability.h_score import h_score
 from keras_transfer.transferability.leep import leep
 from keras_transfer.transferability.logme import logme
 from keras_transfer.transferability.nce import nce
+from keras_transfer.transferability.rank_backbones import rank_backbones
 from keras_transfer.transferability.transfer_report import TransferReport
 from keras_transfer.transferability.transrate import transrate
 
@@ -29,5 +30,6 @@ __all__ = [
     "leep",
     "logme",
     "nce",
+    "rank_backbones",
     "transrate",
 ]
