@@ -44,14 +44,19 @@ from keras_transfer.transferability import logme  # noqa: E402
 REFERENCE_SECONDS = 1.51  # thuml/LogME at N=10000, D=1024, C=10, one thread
 
 
-def median_time(f, y, repeats):
+def median_time(f, y, repeats, best=False):
+    """Median (or, with `best`, minimum) seconds of `repeats` runs, and the value.
+
+    On a shared machine the minimum is the better estimate of the intrinsic
+    cost (other processes only ever add time); the median is reported too.
+    """
     times = []
     value = None
     for _ in range(repeats):
         start = time.perf_counter()
         value = logme(f, y)
         times.append(time.perf_counter() - start)
-    return float(np.median(times)), value
+    return float(np.min(times) if best else np.median(times)), value
 
 
 def main():
@@ -73,20 +78,22 @@ def main():
         y = rng.integers(0, 10, 10000)
         logme(f[:500, :64], y[:500])  # warm-up
         seconds, value = median_time(f, y, args.repeats)
+        fastest, _ = median_time(f, y, args.repeats, best=True)
         print(
-            f"\nN=10000 D=1024 C=10, one thread: median {seconds:.3f} s over "
-            f"{args.repeats} runs (LogME = {value:.6f})"
+            f"\nN=10000 D=1024 C=10, one thread: median {seconds:.3f} s, best "
+            f"{fastest:.3f} s over {args.repeats} runs (LogME = {value:.6f})"
         )
         print(
             f"ratio to the reference's {REFERENCE_SECONDS} s: "
-            f"{seconds / REFERENCE_SECONDS:.2f} (target <= 0.33)"
+            f"{seconds / REFERENCE_SECONDS:.2f} (median), "
+            f"{fastest / REFERENCE_SECONDS:.2f} (best) (target <= 0.33)"
         )
         if args.reference_python and args.reference_script:
             side_by_side(f, y, args)
         if args.skip_growth:
             return
 
-        print("\nGrowth with N and D (C=10, one thread, median seconds):")
+        print("\nGrowth with N and D (C=10, one thread, best of 3, seconds):")
         sizes_n = (1000, 5000, 10000, 20000)
         sizes_d = (256, 512, 1024, 2048)
         print("N \\ D  " + "".join(f"{d:>9}" for d in sizes_d))
@@ -95,7 +102,7 @@ def main():
             for d in sizes_d:
                 f = rng.normal(size=(n, d))
                 y = rng.integers(0, 10, n)
-                cells.append(median_time(f, y, 3)[0])
+                cells.append(median_time(f, y, 3, best=True)[0])
             print(f"{n:>6} " + "".join(f"{c:>9.3f}" for c in cells))
 
 
