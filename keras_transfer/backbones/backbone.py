@@ -66,7 +66,7 @@ class Backbone(keras.Model):
         name: Optional string. Name of the model.
         **kwargs: Passed to `keras.Model`.
 
-    Example:
+    Examples:
 
     >>> inputs = keras.Input((8,))
     >>> x = keras.layers.Dense(16, activation="relu", name="d1")(inputs)

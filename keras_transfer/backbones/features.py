@@ -96,7 +96,7 @@ def extract_features(
     Returns:
         A NumPy array of shape `(num_samples, feature_dim)`.
 
-    Example:
+    Examples:
 
     >>> from keras_transfer.backbones import Backbone
     >>> inputs = keras.Input((8, 8, 3))

@@ -230,7 +230,7 @@ def add_head(
         A `keras.Model`; for text, a `PreprocessedModel` (the keras-hub
         preprocessor in front of the functional network).
 
-    Example:
+    Examples:
 
     >>> from keras_transfer.backbones import Backbone
     >>> inputs = keras.Input((8, 8, 3))

@@ -48,7 +48,7 @@ class ImagePreprocessing(keras.layers.Layer):
             (bilinear); None keeps the input size.
         **kwargs: Passed to `keras.layers.Layer`.
 
-    Example:
+    Examples:
 
     >>> layer = ImagePreprocessing("tf", image_size=(4, 4))
     >>> images = np.full((1, 8, 8, 1), 255.0, "float32")

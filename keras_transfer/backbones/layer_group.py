@@ -21,7 +21,7 @@ class LayerGroup:
         name: String. Name of the group, e.g. `"stage_3"`.
         layers: List of `keras.layers.Layer` instances (or layer names).
 
-    Example:
+    Examples:
 
     >>> dense = keras.layers.Dense(2)
     >>> dense.build((None, 3))

@@ -21,7 +21,7 @@ class PreprocessedModel(keras.Model):
         network: A `keras.Model` from preprocessed inputs to predictions.
         **kwargs: Passed to `keras.Model`.
 
-    Example:
+    Examples:
 
     >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)

@@ -53,7 +53,7 @@ class ExportResult:
         used_inference_model: Boolean. Whether the model's `inference_model()`
             was exported instead of the model itself.
 
-    Example:
+    Examples:
 
     >>> result = ExportResult(path="/tmp/m", format="tf_saved_model",
     ...                       size_bytes=1024, max_abs_diff=0.0, parity_ok=True,

@@ -71,7 +71,7 @@ def to_saved_model(
         An `ExportResult` with `format="tf_saved_model"`, the size on disk
         and the parity figures.
 
-    Example:
+    Examples:
 
     >>> import tempfile, os
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])

@@ -101,7 +101,7 @@ def to_tflite(
     Returns:
         An `ExportResult` with `format="tflite"`.
 
-    Example:
+    Examples:
 
     >>> import tempfile, os
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])

@@ -86,7 +86,7 @@ class HubLayer(keras.layers.Layer):
         trainable: Boolean. Whether `fit` updates the module's variables.
         **kwargs: Passed to `keras.layers.Layer` (e.g. `name`).
 
-    Example:
+    Examples:
 
     >>> import os, tempfile
     >>> module = tf.Module()

@@ -116,7 +116,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             `None`. Named groups of variables, ordered from input to output.
         name: String. Name of the optimizer.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> model = keras.Sequential([

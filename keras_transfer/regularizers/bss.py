@@ -33,7 +33,7 @@ class BSS(keras.layers.Layer):
         eta: Float >= 0. Weight of the penalty. Defaults to 1e-3.
         **kwargs: Base layer keyword arguments, such as `name`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> inputs = keras.Input((6,))

@@ -53,7 +53,7 @@ class L2SP(keras.layers.Wrapper):
             Defaults to 0.01.
         **kwargs: Base layer keyword arguments, such as `name`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> body = keras.layers.Dense(4, name="pretrained")

@@ -42,7 +42,7 @@ class BaselineRun(keras.callbacks.Callback):
         baseline_history: Dict of per-epoch metric lists of the baseline.
         transfer_history: Dict of per-epoch metric lists of the fitted model.
 
-    Example:
+    Examples:
 
     >>> x = np.random.rand(32, 4).astype("float32")
     >>> y = (x.sum(axis=1) > 2).astype("int32")

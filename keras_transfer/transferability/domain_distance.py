@@ -47,7 +47,7 @@ def domain_distance(
     Returns:
         A Python float.
 
-    Example:
+    Examples:
 
     >>> rng = np.random.default_rng(0)
     >>> source = rng.normal(size=(200, 8))

@@ -31,7 +31,7 @@ def h_score(features, labels, shrinkage=None):
     Returns:
         A Python float: the H-score.
 
-    Example:
+    Examples:
 
     >>> f = np.array([[0.0], [2.0], [4.0], [6.0]])
     >>> y = np.array([0, 0, 1, 1])

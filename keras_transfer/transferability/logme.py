@@ -52,7 +52,7 @@ def logme(features, labels, regression=None, tol=1e-3, max_iter=11):
     Returns:
         A Python float: the LogME score.
 
-    Example:
+    Examples:
 
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 3, 300)

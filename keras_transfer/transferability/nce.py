@@ -30,7 +30,7 @@ def nce(source_labels, labels):
     Returns:
         A Python float: the NCE score (in nats, <= 0).
 
-    Example:
+    Examples:
 
     >>> z = np.array([0, 0, 1, 1, 2, 2])
     >>> nce(z, np.array([0, 0, 1, 1, 1, 1]))  # z determines y

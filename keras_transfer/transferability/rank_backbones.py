@@ -85,7 +85,7 @@ def rank_backbones(
         metric, `"num_features"` and `"seconds"` (feature extraction plus
         scoring).
 
-    Example:
+    Examples:
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(60, 8)).astype("float32")

@@ -103,7 +103,7 @@ class TransferReport:
             epoch (`BaselineRun` records it). Far below the training metric
             means training-mode and inference-mode outputs disagree.
 
-    Example:
+    Examples:
 
     >>> transfer = {"val_accuracy": [0.60, 0.70, 0.75, 0.78]}
     >>> baseline = {"val_accuracy": [0.20, 0.40, 0.55, 0.65]}

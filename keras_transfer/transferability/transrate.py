@@ -33,7 +33,7 @@ def transrate(features, labels, eps=1e-4, center=True):
     Returns:
         A Python float: the TransRate in nats.
 
-    Example:
+    Examples:
 
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 50)

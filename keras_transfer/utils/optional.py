@@ -27,7 +27,7 @@ def require(module_name, purpose=None):
     Returns:
         The imported module.
 
-    Example:
+    Examples:
 
     >>> np = require("numpy")
     >>> np.__name__
