@@ -109,6 +109,10 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
             layer.lambda_variable.assign(lam)
         self._step += 1
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def get_config(self):
         return {
             "max_value": self.max_value,

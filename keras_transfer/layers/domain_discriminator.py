@@ -49,32 +49,33 @@ class DomainDiscriminator(keras.layers.Layer):
         self.hidden_units = hidden_units
         self.batch_norm = bool(batch_norm)
         self.dropout = float(dropout)
-        self._blocks = []
+        self.hidden_layers = []
         for i, units in enumerate(hidden_units):
-            block = [keras.layers.Dense(units, activation="relu", name=f"dense_{i}")]
+            self.hidden_layers.append(
+                keras.layers.Dense(units, activation="relu", name=f"dense_{i}")
+            )
             if self.batch_norm:
-                block.append(keras.layers.BatchNormalization(name=f"bn_{i}"))
+                self.hidden_layers.append(keras.layers.BatchNormalization(name=f"bn_{i}"))
             if self.dropout:
-                block.append(keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
-            self._blocks.append(block)
+                self.hidden_layers.append(
+                    keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
+                )
         self.logit = keras.layers.Dense(1, name="logit")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for block in self._blocks:
-            for layer in block:
-                layer.build(shape)
-                shape = layer.compute_output_shape(shape)
+        for layer in self.hidden_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
         self.logit.build(shape)
 
     def call(self, inputs, training=None):
         x = inputs
-        for block in self._blocks:
-            for layer in block:
-                if isinstance(layer, keras.layers.Dense):
-                    x = layer(x)
-                else:
-                    x = layer(x, training=training)
+        for layer in self.hidden_layers:
+            if isinstance(layer, keras.layers.Dense):
+                x = layer(x)
+            else:
+                x = layer(x, training=training)
         return self.logit(x)
 
     def compute_output_shape(self, input_shape):
