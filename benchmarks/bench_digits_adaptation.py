@@ -1,8 +1,9 @@
 """Domain adaptation benchmark: MNIST (source) -> scikit-learn 8x8 digits (target).
 
 Source: 5000 MNIST training images mapped to the form of the UCI/sklearn
-digits: crop to the bounding box of the ink, resize to 32x32, binarise, count
-the "on" pixels in 4x4 blocks -> 8x8 values in 0..16. Target: the 1797
+digits: crop to the bounding box of the ink, resize into 32x32 (aspect ratio
+kept, centred), binarise, count the "on" pixels in 4x4 blocks -> 8x8 values
+in 0..16. Target: the 1797
 sklearn digits, unlabelled during training; we report accuracy on all of them.
 
 Network: encoder Dense(128)-Dense(64) (ReLU), softmax head, discriminator
@@ -44,7 +45,11 @@ ADAPT_METHODS = {"dann": "DANN", "cdan+e": "CDAN", "mdd": "MDD", "coral": "DeepC
 
 
 def mnist_to_digits(images):
-    """28x28 [0, 1] images -> 8x8 block counts in 0..16 (the optdigits recipe)."""
+    """28x28 [0, 1] images -> 8x8 block counts in 0..16 (the optdigits recipe).
+
+    The ink's bounding box is scaled to fit a 32x32 box with its aspect ratio
+    kept and centred (as the UCI digits were normalised), then binarised.
+    """
     import tensorflow as tf
 
     out = np.zeros((len(images), 8, 8), "float32")
@@ -52,8 +57,13 @@ def mnist_to_digits(images):
         rows = np.where(image.max(axis=1) > 0.1)[0]
         cols = np.where(image.max(axis=0) > 0.1)[0]
         crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        big = tf.image.resize(crop[..., None], (32, 32), method="bilinear")
-        binary = (big.numpy()[..., 0] > 0.5).astype("float32")
+        big = tf.image.resize(
+            crop[..., None], (32, 32), method="bilinear", preserve_aspect_ratio=True
+        ).numpy()[..., 0]
+        canvas = np.zeros((32, 32), "float32")
+        top, left = (32 - big.shape[0]) // 2, (32 - big.shape[1]) // 2
+        canvas[top : top + big.shape[0], left : left + big.shape[1]] = big
+        binary = (canvas > 0.5).astype("float32")
         out[i] = binary.reshape(8, 4, 8, 4).sum(axis=(1, 3))
     return out
 
@@ -200,7 +210,7 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--adapt", action="store_true",
                         help="also run ADAPT's versions, interleaved with ours")
-    parser.add_argument("--cache", default="/tmp/kt_digits_adaptation.npz")
+    parser.add_argument("--cache", default="/tmp/kt_digits_adaptation_v2.npz")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
