@@ -221,6 +221,8 @@ def test_bad_input():
         DomainAdaptationModel(features, head, method="dan")
     with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
         DomainAdaptationModel(features, head, method="dann", lambda_=-1.0)
+    with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
+        DomainAdaptationModel(features, head, method="coral", lambda_=-1.0)
     with pytest.raises(ValueError, match="`method` weights"):
         DomainAdaptationModel(features, head, method={"mmd": -1.0})
     with pytest.raises(ValueError, match="only one of"):

@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.layers.domain_discriminator import DomainDiscriminator
-from keras_transfer.layers.gradient_reversal import GradientReversal
+from keras_transfer.layers.gradient_reversal import GradientReversal, _check_lambda
 from keras_transfer.losses.coral_loss import CORALLoss
 from keras_transfer.losses.entropy_loss import EntropyLoss
 from keras_transfer.losses.jmmd_loss import JMMDLoss
@@ -204,7 +204,8 @@ class DomainAdaptationModel(keras.Model):
         self.from_logits = bool(from_logits)
         self.mdd_margin = float(mdd_margin)
         self.cdan_random_dim = int(cdan_random_dim)
-        self.lambda_ = float(lambda_) if isinstance(lambda_, (int, float)) else lambda_
+        _check_lambda(lambda_)
+        self.lambda_ = float(lambda_)
         self.feature_extractor = feature_extractor
         self.classifier = classifier
         self.adversarial = next((m for m in self.method if m in ADVERSARIAL), None)
