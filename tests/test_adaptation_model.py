@@ -246,3 +246,25 @@ def test_bad_input():
     )
     with pytest.raises(ValueError, match="batch_size=1"):
         model.fit(one, epochs=1, verbose=0)
+
+
+def test_mdd_adversary_starts_at_the_classifier_and_then_moves():
+    model = _compile(_model("mdd"))
+    data, _ = _data()
+    model.build({"source": (None, 4), "target": (None, 4)})
+    for adv, main in zip(model.mdd_classifier.weights, model.classifier.weights):
+        np.testing.assert_allclose(adv.numpy(), main.numpy(), rtol=0.06, atol=1e-6)
+    before = weights_snapshot(model.mdd_classifier.weights)
+    model.fit(data, epochs=1, verbose=0)
+    assert changed_paths(before, model.mdd_classifier.weights)
+
+
+def test_mdd_adversary_copy_happens_once_when_built_inside_fit():
+    model = _compile(_model("mdd"), keras.optimizers.SGD(0.01))
+    data, _ = _data()
+    model.fit(data.take(1), epochs=1, verbose=0)  # built while tracing
+    for w in model.classifier.weights:
+        w.assign(np.zeros(w.shape, "float32"))
+    model.fit(data.take(1), epochs=1, verbose=0)
+    kernel = model.mdd_classifier.weights[0].numpy()
+    assert np.abs(kernel).max() > 0.1  # not copied from the zeroed classifier
