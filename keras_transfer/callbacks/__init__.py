@@ -1,1 +1,5 @@
 """Callbacks: gradual unfreezing and adaptation schedules inside one fit."""
+
+from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
+
+__all__ = ["DANNLambdaScheduler"]
