@@ -138,7 +138,7 @@ class DomainAdaptationModel(keras.Model):
             dimensions instead. Defaults to `4096`.
         **kwargs: Base `keras.Model` arguments, such as `name`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
@@ -158,8 +158,8 @@ class DomainAdaptationModel(keras.Model):
      'domain_accuracy', 'loss']
     >>> model.predict(np.zeros((2, 4)), verbose=0).shape
     (2, 3)
-    >>> [type(layer).__name__ for layer in model.inference_model().layers]
-    ['InputLayer', 'Sequential', 'Sequential']
+    >>> " -> ".join(type(layer).__name__ for layer in model.inference_model().layers)
+    'InputLayer -> Sequential -> Sequential'
     """
 
     def __init__(

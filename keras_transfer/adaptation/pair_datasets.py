@@ -71,7 +71,7 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
     Returns:
         A batched `tf.data.Dataset`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> xs, ys = np.zeros((10, 3), "float32"), np.zeros((10,), "int32")

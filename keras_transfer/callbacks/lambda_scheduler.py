@@ -39,7 +39,7 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
         total_steps: Int or `None`. Number of batches that make up `p = 1`.
             Defaults to `None` (read from `fit()`).
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> inputs = keras.Input((2,))

@@ -23,7 +23,7 @@ class DomainDiscriminator(keras.layers.Layer):
             disables it. Defaults to `0.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> disc = keras_transfer.layers.DomainDiscriminator(hidden_units=(8,))

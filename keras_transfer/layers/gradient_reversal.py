@@ -36,7 +36,7 @@ class GradientReversal(keras.layers.Layer):
             to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> layer = keras_transfer.layers.GradientReversal(lambda_=0.5)

@@ -30,7 +30,7 @@ class CORALLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> rng = np.random.default_rng(0)

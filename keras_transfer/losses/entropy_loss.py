@@ -29,7 +29,7 @@ class EntropyLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> loss = keras_transfer.losses.EntropyLoss()

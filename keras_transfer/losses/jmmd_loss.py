@@ -51,7 +51,7 @@ class JMMDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> rng = np.random.default_rng(0)

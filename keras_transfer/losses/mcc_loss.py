@@ -31,7 +31,7 @@ class MCCLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> loss = keras_transfer.losses.MCCLoss()

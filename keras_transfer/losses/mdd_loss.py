@@ -34,7 +34,7 @@ class MDDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> loss = keras_transfer.losses.MDDLoss(margin=2.0)

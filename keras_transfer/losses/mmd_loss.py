@@ -82,7 +82,7 @@ class MMDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
     >>> import keras_transfer
     >>> loss = keras_transfer.losses.MMDLoss()
