@@ -39,9 +39,9 @@ def enable_multi_worker_fit():
 
     Examples:
 
-    >>> from keras_transfer.distribute import enable_multi_worker_fit
-    >>> enable_multi_worker_fit()
-    True
+        >>> from keras_transfer.distribute import enable_multi_worker_fit
+        >>> enable_multi_worker_fit()
+        True
     """
     if _PATCHED:
         return True

@@ -98,12 +98,12 @@ def extract_features(
 
     Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((8, 8, 3))
-    >>> backbone = Backbone(inputs, keras.layers.Conv2D(4, 3)(inputs))
-    >>> extract_features(backbone, np.zeros((5, 8, 8, 3)), batch_size=2,
-    ...                  verbose=0).shape
-    (5, 4)
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> backbone = Backbone(inputs, keras.layers.Conv2D(4, 3)(inputs))
+        >>> extract_features(backbone, np.zeros((5, 8, 8, 3)), batch_size=2,
+        ...                  verbose=0).shape
+        (5, 4)
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(

@@ -23,13 +23,13 @@ class LayerGroup:
 
     Examples:
 
-    >>> dense = keras.layers.Dense(2)
-    >>> dense.build((None, 3))
-    >>> group = LayerGroup("head", [dense])
-    >>> group.name, [v.path for v in group.variables]
-    ('head', ['dense/kernel', 'dense/bias'])
-    >>> group.count_params()
-    8
+        >>> dense = keras.layers.Dense(2)
+        >>> dense.build((None, 3))
+        >>> group = LayerGroup("head", [dense])
+        >>> group.name, [v.path for v in group.variables]
+        ('head', ['dense/kernel', 'dense/bias'])
+        >>> group.count_params()
+        8
     """
 
     def __init__(self, name, layers):

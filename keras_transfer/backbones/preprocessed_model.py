@@ -23,10 +23,10 @@ class PreprocessedModel(keras.Model):
 
     Examples:
 
-    >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)
-    >>> tuple(model(np.ones((3, 2))).shape)
-    (3, 1)
+        >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)
+        >>> tuple(model(np.ones((3, 2))).shape)
+        (3, 1)
     """
 
     def __init__(self, preprocessor, network, **kwargs):

@@ -55,13 +55,13 @@ class ExportResult:
 
     Examples:
 
-    >>> result = ExportResult(path="/tmp/m", format="tf_saved_model",
-    ...                       size_bytes=1024, max_abs_diff=0.0, parity_ok=True,
-    ...                       tolerance=1e-4)
-    >>> result.parity_ok
-    True
-    >>> ExportResult.from_config(result.get_config()) == result
-    True
+        >>> result = ExportResult(path="/tmp/m", format="tf_saved_model",
+        ...                       size_bytes=1024, max_abs_diff=0.0, parity_ok=True,
+        ...                       tolerance=1e-4)
+        >>> result.parity_ok
+        True
+        >>> ExportResult.from_config(result.get_config()) == result
+        True
     """
 
     def __init__(

@@ -14,9 +14,9 @@ class ParityError(RuntimeError):
 
     Examples:
 
-    >>> error = ParityError("too far apart", result={"max_abs_diff": 1.0})
-    >>> error.result["max_abs_diff"]
-    1.0
+        >>> error = ParityError("too far apart", result={"max_abs_diff": 1.0})
+        >>> error.result["max_abs_diff"]
+        1.0
     """
 
     def __init__(self, message, result=None):

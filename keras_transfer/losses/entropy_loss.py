@@ -31,12 +31,12 @@ class EntropyLoss(DomainLoss):
 
     Examples:
 
-    >>> import keras_transfer
-    >>> loss = keras_transfer.losses.EntropyLoss()
-    >>> round(float(loss(np.full((2, 4), 0.25, "float32"))), 4)
-    1.3863
-    >>> round(float(loss(np.eye(4, dtype="float32"))), 4)
-    0.0
+        >>> import keras_transfer
+        >>> loss = keras_transfer.losses.EntropyLoss()
+        >>> round(float(loss(np.full((2, 4), 0.25, "float32"))), 4)
+        1.3863
+        >>> round(float(loss(np.eye(4, dtype="float32"))), 4)
+        0.0
     """
 
     target_only = True

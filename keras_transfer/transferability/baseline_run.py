@@ -44,21 +44,21 @@ class BaselineRun(keras.callbacks.Callback):
 
     Examples:
 
-    >>> x = np.random.rand(32, 4).astype("float32")
-    >>> y = (x.sum(axis=1) > 2).astype("int32")
-    >>> def build():
-    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    ...     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
-    ...         from_logits=True), metrics=["accuracy"])
-    ...     return model
-    >>> run = BaselineRun(build, x, y, validation_data=(x, y), batch_size=8)
-    >>> model = build()
-    >>> _ = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y),
-    ...               callbacks=[run], verbose=0)
-    >>> len(run.baseline_history["val_accuracy"])
-    2
-    >>> run.report(metric="val_loss").verdict in ("positive", "neutral", "negative")
-    True
+        >>> x = np.random.rand(32, 4).astype("float32")
+        >>> y = (x.sum(axis=1) > 2).astype("int32")
+        >>> def build():
+        ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        ...     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        ...         from_logits=True), metrics=["accuracy"])
+        ...     return model
+        >>> run = BaselineRun(build, x, y, validation_data=(x, y), batch_size=8)
+        >>> model = build()
+        >>> _ = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y),
+        ...               callbacks=[run], verbose=0)
+        >>> len(run.baseline_history["val_accuracy"])
+        2
+        >>> run.report(metric="val_loss").verdict in ("positive", "neutral", "negative")
+        True
     """
 
     def __init__(

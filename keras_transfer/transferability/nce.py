@@ -32,11 +32,11 @@ def nce(source_labels, labels):
 
     Examples:
 
-    >>> z = np.array([0, 0, 1, 1, 2, 2])
-    >>> nce(z, np.array([0, 0, 1, 1, 1, 1]))  # z determines y
-    0.0
-    >>> round(nce(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])), 4)  # -log 2
-    -0.6931
+        >>> z = np.array([0, 0, 1, 1, 2, 2])
+        >>> nce(z, np.array([0, 0, 1, 1, 1, 1]))  # z determines y
+        0.0
+        >>> round(nce(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])), 4)  # -log 2
+        -0.6931
     """
     z = to_numpy(source_labels, "source_labels")
     y = to_numpy(labels, "labels")

@@ -105,15 +105,15 @@ class TransferReport:
 
     Examples:
 
-    >>> transfer = {"val_accuracy": [0.60, 0.70, 0.75, 0.78]}
-    >>> baseline = {"val_accuracy": [0.20, 0.40, 0.55, 0.65]}
-    >>> report = TransferReport(transfer, baseline, metric="val_accuracy")
-    >>> report.verdict
-    'positive'
-    >>> round(report.jumpstart, 2), round(report.asymptotic_gain, 2)
-    (0.4, 0.13)
-    >>> report.epochs_to_threshold  # reaching the baseline's final 0.65
-    {'transfer': 2, 'baseline': 4}
+        >>> transfer = {"val_accuracy": [0.60, 0.70, 0.75, 0.78]}
+        >>> baseline = {"val_accuracy": [0.20, 0.40, 0.55, 0.65]}
+        >>> report = TransferReport(transfer, baseline, metric="val_accuracy")
+        >>> report.verdict
+        'positive'
+        >>> round(report.jumpstart, 2), round(report.asymptotic_gain, 2)
+        (0.4, 0.13)
+        >>> report.epochs_to_threshold  # reaching the baseline's final 0.65
+        {'transfer': 2, 'baseline': 4}
     """
 
     def __init__(

@@ -29,9 +29,9 @@ def require(module_name, purpose=None):
 
     Examples:
 
-    >>> np = require("numpy")
-    >>> np.__name__
-    'numpy'
+        >>> np = require("numpy")
+        >>> np.__name__
+        'numpy'
     """
     try:
         return importlib.import_module(module_name)
