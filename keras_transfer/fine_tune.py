@@ -112,18 +112,18 @@ def fine_tune(
         usual metrics and, per epoch, `unfrozen_groups` and
         `trainable_params`.
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((4,))
-    >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
-    >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
-    >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
-    >>> model = keras.Sequential([backbone, keras.layers.Dense(3)])
-    >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
-    >>> history = fine_tune(model, backbone, (x, y), epochs=3, verbose=0)
-    >>> history.history["unfrozen_groups"]
-    [0, 1, 2]
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((4,))
+        >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
+        >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
+        >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
+        >>> model = keras.Sequential([backbone, keras.layers.Dense(3)])
+        >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
+        >>> history = fine_tune(model, backbone, (x, y), epochs=3, verbose=0)
+        >>> history.history["unfrozen_groups"]
+        [0, 1, 2]
     """
     if not isinstance(model, keras.Model):
         raise ValueError(
