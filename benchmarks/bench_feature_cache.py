@@ -43,13 +43,7 @@ LR = 3e-3
 def data(per_class=20, num_test=1000, seed=0):
     (xtr, ytr), (xte, yte) = datasets.load_fashion_mnist()
     rng = np.random.default_rng(seed)
-    idx = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(ytr == c), per_class, replace=False)
-            for c in range(10)
-        ]
-    )
-    rng.shuffle(idx)
+    idx = datasets.few_shot_indices(ytr, per_class, rng)
     test = rng.choice(len(xte), num_test, replace=False)
     return (
         (xtr[idx, ..., None].astype("float32"), ytr[idx]),

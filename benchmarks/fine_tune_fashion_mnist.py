@@ -58,14 +58,7 @@ def load_data(seed):
     import tensorflow as tf
 
     (x_train, y_train), (x_test, y_test) = keras_transfer.datasets.load_fashion_mnist()
-    rng = np.random.default_rng(seed)
-    index = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(y_train == c), PER_CLASS, replace=False)
-            for c in range(10)
-        ]
-    )
-    rng.shuffle(index)
+    index = keras_transfer.datasets.few_shot_indices(y_train, PER_CLASS, seed)
 
     def prepare(images):
         images = tf.image.resize(images[..., None].astype("float32"), (SIZE, SIZE))

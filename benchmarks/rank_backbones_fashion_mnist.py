@@ -245,10 +245,7 @@ def main():
         allow_download=False
     )
     rng = np.random.default_rng(0)
-    pick = np.concatenate(
-        [rng.choice(np.flatnonzero(y_all == c), args.shots, replace=False)
-         for c in range(10)]
-    )
+    pick = datasets.few_shot_indices(y_all, args.shots, rng, shuffle=False)
     x_train, y_train = x_all[pick], y_all[pick].astype("int64")
     test_pick = rng.choice(len(x_test), args.test, replace=False)
     x_test, y_test = x_test[test_pick], y_test[test_pick].astype("int64")

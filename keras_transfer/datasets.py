@@ -220,3 +220,50 @@ def load_bbc_news():
                 texts.append(f.read().decode("utf-8", errors="replace").strip())
             labels.append(label)
     return texts, np.asarray(labels, dtype="int64"), list(BBC_NEWS_CLASSES)
+
+
+def few_shot_indices(labels, per_class, rng=0, shuffle=True):
+    """Indices of a few-shot sample: `per_class` examples of every class.
+
+    Args:
+        labels: 1-D array of integer class labels.
+        per_class: Integer >= 1. Examples drawn (without replacement) per class.
+        rng: Integer seed or a `numpy.random.Generator` (which is advanced, so
+            a caller can keep drawing from it, e.g. a test sample).
+        shuffle: Boolean. Shuffle the classes together (otherwise the indices
+            come class by class).
+
+    Returns:
+        A 1-D integer array of `per_class * num_classes` indices.
+
+    Examples:
+
+        >>> idx = few_shot_indices(np.array([0, 0, 1, 1, 1, 2, 2]), per_class=2)
+        >>> np.bincount(np.array([0, 0, 1, 1, 1, 2, 2])[idx]).tolist()
+        [2, 2, 2]
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(
+            f"`labels` must be 1-D. Received: labels with shape {labels.shape}"
+        )
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)):
+        raise ValueError(
+            f"`per_class` must be an integer >= 1. Received: per_class={per_class!r}"
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    if per_class < 1 or per_class > counts.min():
+        raise ValueError(
+            f"`per_class` must be in [1, {counts.min()}] (the smallest class has "
+            f"{counts.min()} examples). Received: per_class={per_class}"
+        )
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    index = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in classes
+        ]
+    )
+    if shuffle:
+        rng.shuffle(index)
+    return index

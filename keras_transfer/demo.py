@@ -52,13 +52,7 @@ def settings(quick):
 def few_shot_split(per_class, num_test, seed=0):
     (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
     rng = np.random.default_rng(seed)
-    train_idx = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(y_train == c), per_class, replace=False)
-            for c in range(10)
-        ]
-    )
-    rng.shuffle(train_idx)
+    train_idx = datasets.few_shot_indices(y_train, per_class, rng)
     test_idx = rng.choice(len(x_test), num_test, replace=False)
     # (n, 28, 28, 1) float32 in 0-255; models resize and scale themselves.
     return (

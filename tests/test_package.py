@@ -79,3 +79,18 @@ def test_shipped_data_loads_and_is_real():
         datasets.minilm_preset_dir,
     ):
         assert path_fn()
+
+
+def test_few_shot_indices_draws_per_class_and_checks_arguments():
+    labels = np.repeat(np.arange(4), 10)
+    idx = datasets.few_shot_indices(labels, 3, rng=7)
+    assert len(idx) == 12 and len(set(idx.tolist())) == 12
+    assert np.bincount(labels[idx]).tolist() == [3, 3, 3, 3]
+    # Same seed, same draw; a Generator is advanced.
+    np.testing.assert_array_equal(idx, datasets.few_shot_indices(labels, 3, rng=7))
+    with pytest.raises(ValueError, match="`per_class` must be in"):
+        datasets.few_shot_indices(labels, 11)
+    with pytest.raises(ValueError, match="`per_class` must be an integer"):
+        datasets.few_shot_indices(labels, 2.5)
+    with pytest.raises(ValueError, match="`labels` must be 1-D"):
+        datasets.few_shot_indices(labels.reshape(4, 10), 2)

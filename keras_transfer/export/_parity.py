@@ -10,6 +10,8 @@ Shared by `to_saved_model` and `to_tflite`:
 - `compare`: largest absolute difference and argmax agreement.
 """
 
+import collections
+
 import keras
 import numpy as np
 
@@ -264,3 +266,34 @@ def check_common(check_parity, parity_atol, num_parity_samples):
             "`num_parity_samples` must be an integer >= 1. Received: "
             f"num_parity_samples={num_parity_samples!r}"
         )
+
+
+ExportPlan = collections.namedtuple(
+    "ExportPlan",
+    ["model", "used_inference_model", "input_signature", "specs", "path", "inputs"],
+)
+
+
+def prepare(
+    model, path, overwrite, input_signature, check_parity, parity_atol,
+    num_parity_samples, parity_inputs, seed,
+):
+    """Validate the arguments every exporter shares; pick the parity inputs.
+
+    Nothing is written here: a bad argument fails before any file is touched.
+    """
+    from keras_transfer.export import _paths
+
+    exported, used_inference_model = resolve_model(model)
+    input_signature = normalize_input_signature(input_signature)
+    specs = input_specs(exported, input_signature)
+    path = _paths.check_path(path, overwrite)
+    check_common(check_parity, parity_atol, num_parity_samples)
+    inputs = None
+    if check_parity:
+        inputs = make_parity_inputs(
+            exported, specs, parity_inputs, num_parity_samples, seed,
+            input_signature,
+        )
+    return ExportPlan(exported, used_inference_model, input_signature, specs, path,
+                      inputs)

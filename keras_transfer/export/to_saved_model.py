@@ -85,17 +85,14 @@ def to_saved_model(
         >>> tuple(serve(**{k: tf.zeros((1, 4)) for k in names})["output_0"].shape)
         (1, 2)
     """
-    exported, used_inference_model = _parity.resolve_model(model)
-    input_signature = _parity.normalize_input_signature(input_signature)
-    specs = _parity.input_specs(exported, input_signature)
-    path = _paths.check_path(path, overwrite)
-    _parity.check_common(check_parity, parity_atol, num_parity_samples)
-    inputs = None
-    if check_parity:
-        inputs = _parity.make_parity_inputs(
-            exported, specs, parity_inputs, num_parity_samples, seed,
-            input_signature,
-        )
+    plan = _parity.prepare(
+        model, path, overwrite, input_signature, check_parity, parity_atol,
+        num_parity_samples, parity_inputs, seed,
+    )
+    exported, used_inference_model = plan.model, plan.used_inference_model
+    input_signature, specs, path, inputs = (
+        plan.input_signature, plan.specs, plan.path, plan.inputs
+    )
 
     with _paths.staged(path) as target:
         exported.export(
