@@ -1,0 +1,396 @@
+"""`Backbone`: a functional Keras model with ordered, named layer groups."""
+
+import difflib
+
+import keras
+
+from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones import _families, _graph, _grouping
+
+
+def _is_batch_norm(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _sublayers(layer):
+    return layer._flatten_layers(include_self=True, recursive=True)
+
+
+@keras_transfer_export("keras_transfer.backbones.Backbone")
+class Backbone(keras.Model):
+    """A pretrained feature extractor with ordered, named layer groups.
+
+    A `Backbone` is a functional `keras.Model` (it is called, fitted, saved
+    and loaded like one) whose layers are split into groups, ordered from
+    input to output. Groups are the unit of transfer learning: freeze the
+    backbone and train a head, then unfreeze the top groups (`freeze_to`), or
+    give each group its own learning rate.
+
+    Build one with `Backbone.from_model(model, cut=...)` from any Keras model,
+    or directly from a functional graph, like `keras.Model(inputs, outputs)`.
+
+    Groups are found, in this order, from:
+    - `groups` given as a dict `{group name: regex or list of regexes}`
+      matched (`re.fullmatch`) against layer names, a callable
+      `layer -> group name`, or a list of `LayerGroup`s;
+    - a table of known architectures (ResNet, MobileNet, EfficientNet,
+      ConvNeXt, DenseNet, Inception/Xception, VGG, ViT, BERT-style encoders),
+      recognised from their layer names;
+    - otherwise a split into `num_groups` consecutive groups of similar
+      parameter count.
+    Layers without weights that no rule names join the group before them.
+
+    BatchNorm policy, as in fastai: `train_bn=True` keeps BatchNorm layers
+    trainable in frozen groups; `freeze_bn=True` makes every BatchNorm layer
+    non-trainable, which in Keras also runs it in inference mode (moving
+    statistics kept), the usual choice for small target sets.
+
+    Args:
+        inputs: The input(s) of the functional graph.
+        outputs: The output(s) of the functional graph.
+        groups: Optional. Dict, callable or list of `LayerGroup`s (see above).
+        num_groups: Integer. Number of groups of the generic split, used when
+            `groups` is None and the architecture is not recognised.
+        name: Optional string. Name of the model.
+        **kwargs: Passed to `keras.Model`.
+
+    Example:
+
+    >>> inputs = keras.Input((8,))
+    >>> x = keras.layers.Dense(16, activation="relu", name="d1")(inputs)
+    >>> x = keras.layers.Dense(16, activation="relu", name="d2")(x)
+    >>> x = keras.layers.Dense(4, name="d3")(x)
+    >>> backbone = Backbone(inputs, x, groups={"low": "d1", "high": "d[23]"})
+    >>> backbone.group_names
+    ['low', 'high']
+    >>> backbone.freeze_to(1)
+    >>> backbone.trainable_group_names
+    ['high']
+    >>> backbone.group_of(backbone.get_layer("d1").kernel)
+    'low'
+    """
+
+    def __init__(self, *args, groups=None, num_groups=3, family=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        units = _grouping.unit_layers(self)
+        names = [u.name for u in units]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"Layer names must be unique inside a backbone; {duplicates} "
+                "occur more than once (often a nested model reusing a name of "
+                "the outer model). Rename the layers and try again."
+            )
+        if not units:
+            raise ValueError("A backbone needs at least one layer besides its inputs.")
+        detected = None
+        if groups is None:
+            found = _families.detect_family(names)
+            if found is not None:
+                resolved = self._family_groups(units, found)
+                if resolved is not None:
+                    detected = found.name
+                    groups = resolved
+            if groups is None:
+                groups = _grouping.split_by_params(units, num_groups)
+        elif isinstance(groups, (list, tuple)):
+            groups = _grouping.groups_from_list(units, groups)
+            detected = family
+        else:
+            groups = _grouping.groups_from_spec(units, groups)
+        self._family_name = detected
+        self._num_groups = num_groups
+        self._layer_groups = tuple(groups)
+        self._group_by_path = None
+
+    @staticmethod
+    def _family_groups(units, family):
+        names = family.group_names(units)
+        if names is None:
+            return None
+        return _grouping._to_groups(units, names)
+
+    # ------------------------------------------------------------------
+    # Groups
+    # ------------------------------------------------------------------
+    @property
+    def groups(self):
+        """List of `LayerGroup`s, ordered from input to output."""
+        return list(self._layer_groups)
+
+    @property
+    def group_names(self):
+        """Names of the groups, ordered from input to output."""
+        return [g.name for g in self._layer_groups]
+
+    @property
+    def family(self):
+        """Name of the recognised architecture (e.g. `"ResNet"`), or None."""
+        return self._family_name
+
+    def get_group(self, name):
+        """The `LayerGroup` called `name`."""
+        for g in self._layer_groups:
+            if g.name == name:
+                return g
+        raise ValueError(
+            f"`name` must be one of the groups {self.group_names}. "
+            f"Received: name={name!r}"
+        )
+
+    def group_of(self, variable):
+        """Name of the group that owns `variable` (matched by path), or None.
+
+        Args:
+            variable: A `keras.Variable` or its path (string).
+        """
+        if self._group_by_path is None:
+            mapping = {}
+            for g in self._layer_groups:
+                for v in g.variables:
+                    mapping.setdefault(v.path, g.name)
+            self._group_by_path = mapping
+        path = (
+            variable if isinstance(variable, str) else getattr(variable, "path", None)
+        )
+        return self._group_by_path.get(path)
+
+    # ------------------------------------------------------------------
+    # Freezing
+    # ------------------------------------------------------------------
+    def freeze(self, train_bn=False):
+        """Freeze every group (optionally keeping BatchNorm layers trainable).
+
+        Args:
+            train_bn: Boolean. Keep BatchNorm layers trainable (fastai).
+        """
+        self.freeze_to(0, train_bn=train_bn)
+
+    def unfreeze(self, freeze_bn=False):
+        """Make every group trainable.
+
+        Args:
+            freeze_bn: Boolean. Keep every BatchNorm layer non-trainable, so it
+                runs in inference mode with its pretrained statistics.
+        """
+        self.freeze_to(len(self._layer_groups), freeze_bn=freeze_bn)
+
+    def freeze_to(self, n, train_bn=False, freeze_bn=False):
+        """Make the top `n` groups trainable and freeze the others.
+
+        Args:
+            n: Integer. With `n >= 0`, the last `n` groups are trainable
+                (`0`: all frozen). With `n < 0`, all groups but the first
+                `|n|` are trainable.
+            train_bn: Boolean. BatchNorm layers of frozen groups stay
+                trainable.
+            freeze_bn: Boolean. Every BatchNorm layer is non-trainable
+                (inference mode), also in trainable groups.
+
+        Changing `trainable` after `compile` takes effect once the train
+        function is rebuilt (`model.make_train_function(force=True)`).
+        """
+        count = len(self._layer_groups)
+        if isinstance(n, bool) or not isinstance(n, int) or not -count <= n <= count:
+            raise ValueError(
+                f"`n` must be an integer in [-{count}, {count}] (this backbone "
+                f"has {count} groups: {self.group_names}). Received: n={n!r}"
+            )
+        if train_bn and freeze_bn:
+            raise ValueError(
+                "`train_bn` and `freeze_bn` cannot both be True. "
+                "Received: train_bn=True, freeze_bn=True"
+            )
+        frozen = count - n if n >= 0 else -n
+        self.trainable = True
+        for index, group in enumerate(self._layer_groups):
+            on = index >= frozen
+            for layer in group.layers:
+                layer.trainable = on
+                if train_bn or freeze_bn:
+                    for sub in _sublayers(layer):
+                        if _is_batch_norm(sub):
+                            sub.trainable = bool(train_bn)
+
+    @property
+    def trainable_group_names(self):
+        """Names of the groups whose (non-BatchNorm) weights are trainable."""
+        if not self.trainable:
+            return []
+        out = []
+        for group in self._layer_groups:
+            trainable_ids = {id(v) for v in group.trainable_variables}
+            bn_ids = {
+                id(v)
+                for layer in group.layers
+                for sub in _sublayers(layer)
+                if _is_batch_norm(sub)
+                for v in sub.weights
+            }
+            main = [v for v in group.variables if id(v) not in bn_ids]
+            pool = main or group.variables
+            if any(id(v) in trainable_ids for v in pool):
+                out.append(group.name)
+        return out
+
+    def summary_groups(self, print_fn=None):
+        """Print a table of the groups: layers, parameters, trainable.
+
+        Args:
+            print_fn: Optional callable taking a string (default `print`).
+        """
+        print_fn = print_fn or print
+        rows = [("Group", "Layers", "First -> last layer", "Parameters", "Trainable")]
+        total = 0
+        total_trainable = 0
+        for group in self._layer_groups:
+            params = group.count_params()
+            trainable_params = sum(_size(v) for v in group.trainable_variables)
+            total += params
+            total_trainable += trainable_params
+            span = f"{group.layers[0].name} -> {group.layers[-1].name}"
+            rows.append(
+                (
+                    group.name,
+                    str(len(group.layers)),
+                    span,
+                    f"{params:,}",
+                    f"{trainable_params:,}",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        line = "  ".join("-" * w for w in widths)
+        lines = [
+            f"Backbone '{self.name}'" + (f" ({self.family})" if self.family else ""),
+            line,
+        ]
+        for i, row in enumerate(rows):
+            cells = [
+                row[c].rjust(widths[c]) if c in (1, 3, 4) else row[c].ljust(widths[c])
+                for c in range(len(row))
+            ]
+            lines.append("  ".join(cells).rstrip())
+            if i == 0:
+                lines.append(line)
+        lines.append(line)
+        lines.append(f"Total parameters: {total:,} (trainable: {total_trainable:,})")
+        print_fn("\n".join(lines))
+
+    # ------------------------------------------------------------------
+    # Serialization
+    # ------------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config["groups"] = [g.get_config() for g in self._layer_groups]
+        config["num_groups"] = self._num_groups
+        config["family"] = self._family_name
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # `keras.Model.from_config` rebuilds the functional graph and passes
+        # the remaining keys (`groups`, ...) to `__init__`.
+        return super().from_config(config, custom_objects=custom_objects)
+
+    # ------------------------------------------------------------------
+    # Constructors
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_model(
+        cls, model, cut=None, groups=None, input_shape=None, num_groups=3, name=None
+    ):
+        """Make a backbone from any Keras model, cut at a named layer.
+
+        The layers (and weights) are shared with `model`, not copied. Nested
+        functional/sequential models are expanded, so their layers can be
+        grouped and frozen one by one.
+
+        Args:
+            model: A functional or sequential `keras.Model` (a subclassed
+                model is wrapped as a whole and needs `input_shape`).
+            cut: Optional string or integer. The last layer kept: a layer
+                name (also of a layer inside a nested model) or an index
+                into `model.layers`. None keeps the whole model.
+            groups: Optional dict, callable or list of `LayerGroup`s; see
+                `Backbone`.
+            input_shape: Optional tuple, without the batch size. A new input
+                shape (e.g. a smaller image size for a convolutional model).
+            num_groups: Integer. Number of groups of the generic split.
+            name: Optional string. Name of the backbone.
+
+        Returns:
+            A `Backbone`.
+        """
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                "`model` must be a `keras.Model`. "
+                f"Received: model={type(model).__name__}"
+            )
+        name = name or f"{model.name}_backbone"
+        if not _graph.is_graph_model(model):
+            if cut is not None:
+                raise ValueError(
+                    "`cut` needs a functional or sequential model; "
+                    f"'{model.name}' is subclassed. Received: cut={cut!r}"
+                )
+            if input_shape is None:
+                raise ValueError(
+                    f"`input_shape` is needed to wrap the subclassed model "
+                    f"'{model.name}'. Received: input_shape=None"
+                )
+            inputs = keras.Input(tuple(input_shape))
+            outputs = model(inputs)
+            return cls(inputs, outputs, groups=groups, num_groups=num_groups, name=name)
+
+        path = None
+        if cut is not None:
+            if isinstance(cut, bool) or not isinstance(cut, (str, int)):
+                raise ValueError(
+                    "`cut` must be a layer name or an index into `model.layers`. "
+                    f"Received: cut={cut!r}"
+                )
+            if isinstance(cut, int):
+                try:
+                    layer = model.layers[cut]
+                except IndexError:
+                    raise ValueError(
+                        f"`cut` index out of range: '{model.name}' has "
+                        f"{len(model.layers)} layers. Received: cut={cut}"
+                    ) from None
+                path = [layer]
+            else:
+                path = _graph.find_layer_path(model, cut)
+                if path is None:
+                    names = _graph.all_layer_names(model)
+                    close = difflib.get_close_matches(cut, names, n=5, cutoff=0.5)
+                    hint = f" Close matches: {close}." if close else ""
+                    raise ValueError(
+                        f"`cut` must name a layer of '{model.name}'; there is "
+                        f"no layer '{cut}'.{hint} Received: cut={cut!r}"
+                    )
+        inputs = _graph.new_inputs_like(model, input_shape)
+        call_inputs = inputs
+        if isinstance(model, keras.Sequential):
+            call_inputs = keras.tree.flatten(inputs)[0]
+        produced = {}
+        try:
+            outputs = _graph.retrace(
+                model, call_inputs, produced, stop_layer=path[0] if path else None
+            )
+        except ValueError as e:
+            if input_shape is None:
+                raise
+            raise ValueError(
+                f"`input_shape` {tuple(input_shape)} does not fit '{model.name}' "
+                f"up to the cut ({e}). Received: input_shape={input_shape}"
+            ) from e
+        if path is not None and len(path) > 1:
+            outputs = produced[path[-1].name]
+        return cls(inputs, outputs, groups=groups, num_groups=num_groups, name=name)
+
+
+def _size(variable):
+    size = 1
+    for dim in variable.shape:
+        size *= int(dim)
+    return size

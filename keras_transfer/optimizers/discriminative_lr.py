@@ -1,0 +1,627 @@
+"""`DiscriminativeLR`: one learning-rate multiplier per variable, any optimizer."""
+
+import math
+import numbers
+import re
+import types
+
+import keras
+
+from keras_transfer.api_export import keras_transfer_export
+
+# Optimizers whose update (and weight decay) is exactly proportional to the
+# learning rate they are given. For these the multiplier scales the learning
+# rate inside `update_step`: the cheapest way to scale the update. Any other
+# optimizer gets its update scaled after the fact (see `_scaled_update_step`).
+_LINEAR_IN_LR = tuple(
+    getattr(keras.optimizers, name)
+    for name in (
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Nadam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+        "Lion",
+        "Lamb",
+    )
+    if hasattr(keras.optimizers, name)
+)
+
+_SPREAD_TAG = "slice"
+
+
+def _check_multiplier(value, where):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or value < 0
+    ):
+        raise ValueError(
+            f"`multipliers` must hold finite numbers >= 0 (0 freezes a "
+            f"variable, 1 keeps the base learning rate). Received: "
+            f"{where}={value!r}"
+        )
+    return float(value)
+
+
+def _innermost(optimizer):
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+@keras_transfer_export("keras_transfer.optimizers.DiscriminativeLR")
+class DiscriminativeLR(keras.optimizers.Optimizer):
+    """Wraps any optimizer and gives each variable its own learning-rate factor.
+
+    Discriminative learning rates (Howard & Ruder, 2018) train the early,
+    general layers of a pretrained network more gently than the late, specific
+    ones and the new head. `DiscriminativeLR` wraps any Keras optimizer (`SGD`,
+    `Adam`, `AdamW`, `Lion`, ...) and multiplies the UPDATE of each variable by
+    its own factor: a factor of 0.1 gives one tenth of the step the wrapped
+    optimizer would take (Adam included; scaling the gradient would not do
+    that), and 0 leaves the variable bit-for-bit unchanged. Weight decay is
+    scaled by the same factor, so a group's decay follows its rate.
+
+    Variables are assigned factors in one of these ways:
+
+    - `multipliers={regex: factor}` without `groups`: each regex is searched
+      (`re.search`) in `variable.path`.
+    - `groups=...` with `multipliers={group_name: factor}`, or a list with one
+      factor per group (ordered from input to output). `groups` is a
+      `keras_transfer.backbones.Backbone` (or any object with `.groups`, each
+      having `.name` and `.variables`), or a dict `{group_name: regex or list
+      of regexes}` matched against `variable.path`.
+    - `groups=...` with `multipliers=slice(lo, hi)`: factors spread
+      geometrically from `lo` for the first group to `hi` for the last, as
+      fastai does with `lr=slice(lo, hi)`.
+    - `groups=...` with `layer_decay=d` (layer-wise learning-rate decay): the
+      last group gets 1.0 and each group below gets `d` times the one above.
+
+    Variables that no rule matches (for instance the new head, outside the
+    backbone's groups) get 1.0. A variable matched by two rules is an error.
+
+    The factors live in a non-trainable optimizer variable (one entry per
+    variable): `set_multipliers()` changes them during training, from a
+    callback, without rebuilding or retracing anything, and they are saved
+    with the optimizer in `.keras` files and checkpoints.
+
+    The base learning rate is the wrapped optimizer's: a `LearningRateSchedule`
+    works, and `keras.callbacks.LearningRateScheduler` or `ReduceLROnPlateau`
+    move the base rate while the ratios between groups stay.
+
+    How the update is scaled: for optimizers whose step is proportional to the
+    learning rate (SGD, Adam, AdamW, Adamax, Nadam, RMSprop, Adagrad,
+    Adadelta, Lion, Lamb) the wrapped optimizer receives `learning_rate *
+    factor` for each variable, which costs one multiply per variable. For any
+    other optimizer the variable's change is computed and scaled afterwards.
+
+    When `groups` is a backbone, the optimizer is built on every trainable-kind
+    variable of the backbone even if it is frozen at `compile()` time, so
+    unfreezing later (followed by `model.make_train_function(force=True)`)
+    needs no new optimizer.
+
+    Args:
+        optimizer: A `keras.optimizers.Optimizer` instance to wrap. May itself
+            be a `keras.optimizers.LossScaleOptimizer`.
+        multipliers: Dict, list, `slice` or `None`. The factors, as described
+            above. `None` gives 1.0 everywhere (or the `layer_decay` factors).
+        layer_decay: Float in (0, 1] or `None`. Layer-wise learning-rate
+            decay across `groups`. Cannot be combined with `multipliers`.
+        groups: A backbone, a dict `{name: regex or list of regexes}`, or
+            `None`. Named groups of variables, ordered from input to output.
+        name: String. Name of the optimizer.
+
+    Example:
+
+    >>> import keras_transfer
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8, name="body"),
+    ...     keras.layers.Dense(1, name="head"),
+    ... ], name="net")
+    >>> opt = keras_transfer.optimizers.DiscriminativeLR(
+    ...     keras.optimizers.Adam(1e-3), multipliers={"body/": 0.1}
+    ... )
+    >>> model.compile(optimizer=opt, loss="mse")
+    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=1, verbose=0)
+    >>> for path, factor in opt.get_multipliers().items():
+    ...     print(path, round(factor, 2))
+    net/body/kernel 0.1
+    net/body/bias 0.1
+    net/head/kernel 1.0
+    net/head/bias 1.0
+    >>> opt.set_multipliers({"body/": 0.0})  # freeze the body, no retrace
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        multipliers=None,
+        layer_decay=None,
+        groups=None,
+        name=None,
+        **kwargs,
+    ):
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise ValueError(
+                "`optimizer` must be a `keras.optimizers.Optimizer` instance. "
+                f"Received: optimizer={optimizer!r}"
+            )
+        if isinstance(_innermost(optimizer), DiscriminativeLR):
+            raise ValueError(
+                "`optimizer` is already a `DiscriminativeLR`; wrap the plain "
+                "optimizer once. Received: optimizer=DiscriminativeLR"
+            )
+        if isinstance(_innermost(optimizer), keras.optimizers.MultiOptimizer):
+            raise ValueError(
+                "`optimizer` cannot be a `MultiOptimizer`: give one optimizer "
+                "and per-variable factors instead. Received: "
+                "optimizer=MultiOptimizer"
+            )
+        if kwargs:
+            raise ValueError(
+                "`DiscriminativeLR` takes no base optimizer arguments; set "
+                f"them on the wrapped `optimizer`. Received: {sorted(kwargs)}"
+            )
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = optimizer
+        # Plain-Python holder: the groups hold model variables and the target
+        # is the innermost optimizer; neither may be tracked as our state.
+        self._untracked = types.SimpleNamespace(
+            groups=self._parse_groups(groups), target=_innermost(optimizer)
+        )
+        self._spec = self._parse_spec(multipliers, layer_decay, self._groups)
+        self._linear = type(self._target) in _LINEAR_IN_LR
+
+    @property
+    def _groups(self):
+        return self._untracked.groups
+
+    @property
+    def _target(self):
+        return self._untracked.target
+
+    # ------------------------------------------------------------------ spec
+    @staticmethod
+    def _parse_groups(groups):
+        """Returns `None` or a list of `(name, variables or None, regexes)`."""
+        if groups is None:
+            return None
+        if hasattr(groups, "groups"):
+            parsed = []
+            for group in groups.groups:
+                candidates = []
+                for layer in getattr(group, "layers", []):
+                    for sub in layer._flatten_layers(include_self=True):
+                        candidates.extend(sub._trainable_variables)
+                parsed.append((group.name, list(group.variables), candidates))
+            if not parsed:
+                raise ValueError(
+                    "`groups` has no groups. Received: groups with .groups=[]"
+                )
+            return parsed
+        if isinstance(groups, dict):
+            parsed = []
+            for group_name, patterns in groups.items():
+                if isinstance(patterns, dict) and "paths" in patterns:
+                    # A backbone's groups, as saved by `get_config`.
+                    parsed.append((group_name, list(patterns["paths"]), []))
+                    continue
+                if isinstance(patterns, str):
+                    patterns = [patterns]
+                if not isinstance(group_name, str) or not all(
+                    isinstance(p, str) for p in patterns
+                ):
+                    raise ValueError(
+                        "`groups` as a dict maps group names to a regex or a "
+                        "list of regexes on `variable.path`. Received: "
+                        f"groups={groups!r}"
+                    )
+                for pattern in patterns:
+                    _compile(pattern, "groups")
+                parsed.append((group_name, None, list(patterns)))
+            return parsed
+        raise ValueError(
+            "`groups` must be a backbone (an object with `.groups`), a dict "
+            "`{name: regex or list of regexes}` or None. Received: "
+            f"groups={groups!r}"
+        )
+
+    @staticmethod
+    def _parse_spec(multipliers, layer_decay, groups):
+        names = [g[0] for g in groups] if groups else []
+        if layer_decay is not None:
+            if multipliers is not None:
+                raise ValueError(
+                    "Pass either `multipliers` or `layer_decay`, not both. "
+                    f"Received: multipliers={multipliers!r}, "
+                    f"layer_decay={layer_decay!r}"
+                )
+            if (
+                isinstance(layer_decay, bool)
+                or not isinstance(layer_decay, numbers.Real)
+                or not 0 < layer_decay <= 1
+            ):
+                raise ValueError(
+                    "`layer_decay` must be a number in (0, 1]. Received: "
+                    f"layer_decay={layer_decay!r}"
+                )
+            if not groups:
+                raise ValueError(
+                    "`layer_decay` needs `groups` (a backbone or a dict of "
+                    "named groups) to know the order of layers. Received: "
+                    f"layer_decay={layer_decay}, groups=None"
+                )
+            return ("decay", float(layer_decay))
+        if multipliers is None:
+            return ("dict", {})
+        if isinstance(multipliers, slice) or (
+            isinstance(multipliers, (list, tuple))
+            and len(multipliers) == 3
+            and multipliers[0] == _SPREAD_TAG
+        ):
+            if isinstance(multipliers, slice):
+                lo, hi = multipliers.start, multipliers.stop
+            else:
+                lo, hi = multipliers[1], multipliers[2]
+            lo = _check_multiplier(lo, "multipliers.start")
+            hi = _check_multiplier(hi, "multipliers.stop")
+            if lo <= 0 or hi <= 0:
+                raise ValueError(
+                    "`multipliers=slice(lo, hi)` spreads factors geometrically "
+                    f"and needs lo > 0 and hi > 0. Received: "
+                    f"multipliers=slice({lo}, {hi})"
+                )
+            if not groups:
+                raise ValueError(
+                    "`multipliers=slice(lo, hi)` needs `groups` to spread the "
+                    f"factors over. Received: multipliers=slice({lo}, {hi}), "
+                    "groups=None"
+                )
+            return ("spread", lo, hi)
+        if isinstance(multipliers, (list, tuple)):
+            if not groups:
+                raise ValueError(
+                    "`multipliers` as a list gives one factor per group and "
+                    f"needs `groups`. Received: multipliers={multipliers!r}, "
+                    "groups=None"
+                )
+            if len(multipliers) != len(names):
+                raise ValueError(
+                    f"`multipliers` as a list needs one factor per group "
+                    f"({len(names)} groups: {names}). Received "
+                    f"{len(multipliers)}: multipliers={list(multipliers)!r}"
+                )
+            values = [
+                _check_multiplier(m, f"multipliers[{i}]")
+                for i, m in enumerate(multipliers)
+            ]
+            return ("dict", dict(zip(names, values)))
+        if isinstance(multipliers, dict):
+            out = {}
+            for key, value in multipliers.items():
+                if not isinstance(key, str):
+                    raise ValueError(
+                        "`multipliers` keys must be strings (group names or "
+                        f"regexes). Received key {key!r} in "
+                        f"multipliers={multipliers!r}"
+                    )
+                out[key] = _check_multiplier(value, f"multipliers[{key!r}]")
+                if groups:
+                    if key not in names:
+                        raise ValueError(
+                            f"`multipliers` names group '{key}', which does not "
+                            f"exist. Existing groups: {names}."
+                        )
+                else:
+                    _compile(key, "multipliers")
+            return ("dict", out)
+        raise ValueError(
+            "`multipliers` must be a dict, a list (one factor per group), a "
+            f"`slice(lo, hi)` or None. Received: multipliers={multipliers!r}"
+        )
+
+    def _group_factors(self):
+        """Factor of each group (in order), or `None` without groups."""
+        if not self._groups:
+            return None
+        names = [g[0] for g in self._groups]
+        n = len(names)
+        kind = self._spec[0]
+        if kind == "decay":
+            d = self._spec[1]
+            return [d ** (n - 1 - i) for i in range(n)]
+        if kind == "spread":
+            lo, hi = self._spec[1], self._spec[2]
+            if n == 1:
+                return [hi]
+            return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+        return [self._spec[1].get(name, 1.0) for name in names]
+
+    def _resolve(self, variables):
+        """Factor of each variable in `variables` (a list of floats)."""
+        paths = [v.path for v in variables]
+        rules = [None] * len(variables)
+        values = [1.0] * len(variables)
+
+        def claim(i, rule, value):
+            if rules[i] is not None and rules[i] != rule:
+                raise ValueError(
+                    f"Variable '{paths[i]}' is matched by two rules: "
+                    f"{rules[i]} and {rule}. Make the rules disjoint."
+                )
+            rules[i] = rule
+            values[i] = value
+
+        if self._groups:
+            factors = self._group_factors()
+            keys = {self._var_key(v): i for i, v in enumerate(variables)}
+            for (group_name, group_vars, patterns), factor in zip(
+                self._groups, factors
+            ):
+                rule = f"group '{group_name}'"
+                if group_vars is not None:
+                    for v in group_vars:
+                        if isinstance(v, str):
+                            hits = _path_hits(v, paths)
+                        else:
+                            hits = [keys.get(self._var_key(v))]
+                        for i in hits:
+                            if i is not None:
+                                claim(i, rule, factor)
+                    continue
+                for pattern in patterns:
+                    compiled = _compile(pattern, "groups")
+                    hits = [i for i, p in enumerate(paths) if compiled.search(p)]
+                    if not hits:
+                        raise _no_match("groups", pattern, group_name, paths)
+                    for i in hits:
+                        claim(i, rule, factor)
+            return values
+        for pattern, factor in self._spec[1].items():
+            compiled = _compile(pattern, "multipliers")
+            hits = [i for i, p in enumerate(paths) if compiled.search(p)]
+            if not hits:
+                raise _no_match("multipliers", pattern, None, paths)
+            for i in hits:
+                claim(i, f"regex '{pattern}'", factor)
+        return values
+
+    # ----------------------------------------------------------------- build
+    def build(self, var_list):
+        if self.built:
+            return
+        var_list = list(var_list)
+        if self._groups:
+            # Build on every trainable-kind variable of a backbone too, so
+            # unfreezing later needs no new optimizer.
+            known = {self._var_key(v) for v in var_list}
+            for _, group_vars, candidates in self._groups:
+                if group_vars is not None:
+                    for v in candidates:
+                        if self._var_key(v) not in known:
+                            known.add(self._var_key(v))
+                            var_list.append(v)
+        values = self._resolve(var_list)
+
+        # Keras may build inside the traced train function: the values go in
+        # through the initializer (run once), never through an `assign` op.
+        def initial_values(shape, dtype=None):
+            return keras.ops.convert_to_tensor(values, dtype="float32")
+
+        self._multipliers = self.add_variable(
+            shape=(len(var_list),),
+            initializer=initial_values,
+            dtype="float32",
+            aggregation="none",
+            name="multipliers",
+        )
+        self.inner_optimizer.build(var_list)
+        self._install_hooks()
+        super().build(var_list)
+
+    def _install_hooks(self):
+        target = self._target
+        original_update_step = target.update_step
+        wrapper = self
+
+        def update_step(gradient, variable, learning_rate):
+            index = target._get_variable_index(variable)
+            factor = keras.ops.take(wrapper._multipliers, index)
+            if wrapper._linear:
+                rate = keras.ops.multiply(
+                    keras.ops.cast(learning_rate, "float32"), factor
+                )
+                wrapper._decay(variable, rate)
+                return original_update_step(gradient, variable, rate)
+            return wrapper._scaled_update_step(
+                original_update_step, gradient, variable, learning_rate, factor
+            )
+
+        # Weight decay runs inside `update_step`, with the variable's rate.
+        target.update_step = update_step
+        target._apply_weight_decay = _no_weight_decay
+
+    def _decay(self, variable, rate):
+        target = self._target
+        if target.weight_decay is None or not target._use_weight_decay(variable):
+            return
+        rate = keras.ops.cast(rate, variable.dtype)
+        wd = keras.ops.cast(target.weight_decay, variable.dtype)
+        target.assign(variable, variable - variable * wd * rate)
+
+    def _scaled_update_step(self, update_step, gradient, variable, rate, factor):
+        before = keras.ops.copy(keras.ops.convert_to_tensor(variable))
+        self._decay(variable, rate)
+        update_step(gradient, variable, rate)
+        after = keras.ops.convert_to_tensor(variable)
+        factor = keras.ops.cast(factor, variable.dtype)
+        self._target.assign(variable, before + factor * (after - before))
+
+    # ----------------------------------------------------------------- apply
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            if trainable_variables is None:
+                raise ValueError(
+                    "Build the optimizer first, or pass `trainable_variables`."
+                )
+            with keras.name_scope(self.name):
+                self.build(list(trainable_variables))
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            for v in trainable_variables:
+                if self._var_key(v) not in self._trainable_variables_indices:
+                    raise ValueError(
+                        f"Variable '{v.path}' was not trainable when the "
+                        "optimizer was built, so it has no optimizer state. "
+                        "Pass `groups=backbone` so `DiscriminativeLR` builds on "
+                        "every backbone variable up front, or compile the "
+                        "model again with a new optimizer."
+                    )
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    # ---------------------------------------------------------- multipliers
+    def set_multipliers(self, multipliers=None, layer_decay=None):
+        """Changes the factors, taking effect at the next training step.
+
+        Takes the same forms as the constructor (`multipliers` or
+        `layer_decay`, resolved against the same `groups`). Variables the new
+        rules do not match go back to 1.0. Nothing is rebuilt or retraced: the
+        factors are the value of an optimizer variable.
+
+        Args:
+            multipliers: Dict, list, `slice` or `None`. The new factors.
+            layer_decay: Float in (0, 1] or `None`. New layer-wise decay.
+        """
+        spec = self._parse_spec(multipliers, layer_decay, self._groups)
+        old, self._spec = self._spec, spec
+        if not self.built:
+            return
+        try:
+            values = self._resolve(self._trainable_variables)
+        except ValueError:
+            self._spec = old
+            raise
+        self._multipliers.assign(values)
+
+    def get_multipliers(self):
+        """Returns the current factor of each variable, keyed by `variable.path`.
+
+        Returns:
+            Dict `{variable.path: float}`, in the order the optimizer was built.
+        """
+        if not self.built:
+            raise ValueError(
+                "The optimizer is not built yet: call `optimizer.build("
+                "model.trainable_variables)` or train one step first."
+            )
+        values = keras.ops.convert_to_numpy(self._multipliers)
+        return {v.path: float(m) for v, m in zip(self._trainable_variables, values)}
+
+    # --------------------------------------------------------------- config
+    def _groups_config(self):
+        if self._groups is None:
+            return None
+        out = {}
+        for group_name, group_vars, patterns in self._groups:
+            if group_vars is None:
+                out[group_name] = list(patterns)
+            elif group_vars and isinstance(group_vars[0], str):
+                out[group_name] = {"paths": list(group_vars)}
+            else:
+                out[group_name] = {"paths": [v.path for v in group_vars]}
+        return out
+
+    def get_config(self):
+        kind = self._spec[0]
+        if kind == "decay":
+            multipliers, layer_decay = None, self._spec[1]
+        elif kind == "spread":
+            multipliers, layer_decay = [_SPREAD_TAG, *self._spec[1:]], None
+        else:
+            multipliers, layer_decay = dict(self._spec[1]) or None, None
+        return {
+            "name": self.name,
+            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            "multipliers": multipliers,
+            "layer_decay": layer_decay,
+            "groups": self._groups_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        optimizer = keras.saving.deserialize_keras_object(
+            config.pop("optimizer"), custom_objects=custom_objects
+        )
+        return cls(optimizer, **config)
+
+
+def _path_hits(saved_path, paths):
+    """Indices of `paths` equal to `saved_path`, else sharing a suffix with it.
+
+    Variable paths can lose or gain their model-name prefix across a save and
+    load (`net/dense/kernel` comes back as `dense/kernel`), so a saved group
+    path also matches on whole trailing path components, when that is unique.
+    """
+    exact = [i for i, p in enumerate(paths) if p == saved_path]
+    if exact:
+        return exact
+    suffix = [
+        i
+        for i, p in enumerate(paths)
+        if saved_path.endswith("/" + p) or p.endswith("/" + saved_path)
+    ]
+    return suffix if len(suffix) == 1 else []
+
+
+def _no_weight_decay(variables):
+    return None
+
+
+def _compile(pattern, argument):
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ValueError(
+            f"`{argument}` holds an invalid regex {pattern!r}: {error}. "
+            f"Received: {argument} with key {pattern!r}"
+        ) from None
+
+
+def _no_match(argument, pattern, group_name, paths):
+    where = f" (group '{group_name}')" if group_name else ""
+    shown = paths[:8] + (["..."] if len(paths) > 8 else [])
+    return ValueError(
+        f"`{argument}` regex '{pattern}'{where} matches no variable the "
+        f"optimizer is built with ({len(paths)} variables, e.g. {shown}). "
+        "Fix the regex; if those layers are frozen now, pass `groups=backbone`"
+        " or compile after unfreezing them."
+    )
