@@ -1,6 +1,23 @@
 """Pretrained backbones with named layer groups, freezing and task heads."""
 
 from keras_transfer.backbones.backbone import Backbone
+from keras_transfer.backbones.features import (
+    extract_features,
+    feature_extractor,
+    fit_head_on_features,
+)
+from keras_transfer.backbones.heads import add_head
+from keras_transfer.backbones.image_preprocessing import ImagePreprocessing
 from keras_transfer.backbones.layer_group import LayerGroup
+from keras_transfer.backbones.preprocessed_model import PreprocessedModel
 
-__all__ = ["Backbone", "LayerGroup"]
+__all__ = [
+    "Backbone",
+    "ImagePreprocessing",
+    "LayerGroup",
+    "PreprocessedModel",
+    "add_head",
+    "extract_features",
+    "feature_extractor",
+    "fit_head_on_features",
+]

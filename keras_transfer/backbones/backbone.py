@@ -1,11 +1,15 @@
 """`Backbone`: a functional Keras model with ordered, named layer groups."""
 
 import difflib
+import os
+import re
 
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones import _families, _graph, _grouping
+from keras_transfer.backbones.image_preprocessing import APPLICATION_MODES, MODES
+from keras_transfer.utils.optional import require
 
 
 def _is_batch_norm(layer):
@@ -51,6 +55,14 @@ class Backbone(keras.Model):
         groups: Optional. Dict, callable or list of `LayerGroup`s (see above).
         num_groups: Integer. Number of groups of the generic split, used when
             `groups` is None and the architecture is not recognised.
+        family: Optional string. Name of the recognised architecture (set by
+            the constructors; kept in the config).
+        preprocessing: Optional string. How raw images are scaled for this
+            backbone: an `ImagePreprocessing` mode (`"tf"`, `"torch"`,
+            `"caffe"`, `"raw"`). Set by `from_keras_application`; used by
+            `add_head`.
+        preset: Optional string. The keras-hub preset it was loaded from
+            (set by `from_preset`; used by `add_head` for text).
         name: Optional string. Name of the model.
         **kwargs: Passed to `keras.Model`.
 
@@ -70,8 +82,24 @@ class Backbone(keras.Model):
     'low'
     """
 
-    def __init__(self, *args, groups=None, num_groups=3, family=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        groups=None,
+        num_groups=3,
+        family=None,
+        preprocessing=None,
+        preset=None,
+        **kwargs,
+    ):
+        if preprocessing is not None and preprocessing not in MODES:
+            raise ValueError(
+                f"`preprocessing` must be one of {MODES} or None. "
+                f"Received: preprocessing={preprocessing!r}"
+            )
         super().__init__(*args, **kwargs)
+        self.preprocessing = preprocessing
+        self.preset = preset
         units = _grouping.unit_layers(self)
         names = [u.name for u in units]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -276,6 +304,20 @@ class Backbone(keras.Model):
         lines.append(f"Total parameters: {total:,} (trainable: {total_trainable:,})")
         print_fn("\n".join(lines))
 
+    def with_head(self, num_classes=None, **kwargs):
+        """This backbone with a task head: see `keras_transfer.backbones.add_head`.
+
+        Args:
+            num_classes: Integer >= 2 for classification, None for regression.
+            **kwargs: Passed to `add_head`.
+
+        Returns:
+            A `keras.Model` from raw inputs to predictions.
+        """
+        from keras_transfer.backbones.heads import add_head
+
+        return add_head(self, num_classes=num_classes, **kwargs)
+
     # ------------------------------------------------------------------
     # Serialization
     # ------------------------------------------------------------------
@@ -284,6 +326,8 @@ class Backbone(keras.Model):
         config["groups"] = [g.get_config() for g in self._layer_groups]
         config["num_groups"] = self._num_groups
         config["family"] = self._family_name
+        config["preprocessing"] = self.preprocessing
+        config["preset"] = self.preset
         return config
 
     @classmethod
@@ -297,7 +341,14 @@ class Backbone(keras.Model):
     # ------------------------------------------------------------------
     @classmethod
     def from_model(
-        cls, model, cut=None, groups=None, input_shape=None, num_groups=3, name=None
+        cls,
+        model,
+        cut=None,
+        groups=None,
+        input_shape=None,
+        num_groups=3,
+        name=None,
+        preprocessing=None,
     ):
         """Make a backbone from any Keras model, cut at a named layer.
 
@@ -317,6 +368,9 @@ class Backbone(keras.Model):
                 shape (e.g. a smaller image size for a convolutional model).
             num_groups: Integer. Number of groups of the generic split.
             name: Optional string. Name of the backbone.
+            preprocessing: Optional string. How raw images are scaled for this
+                backbone (`ImagePreprocessing` mode: `"tf"`, `"torch"`,
+                `"caffe"`, `"raw"`); used by `add_head`.
 
         Returns:
             A `Backbone`.
@@ -340,7 +394,14 @@ class Backbone(keras.Model):
                 )
             inputs = keras.Input(tuple(input_shape))
             outputs = model(inputs)
-            return cls(inputs, outputs, groups=groups, num_groups=num_groups, name=name)
+            return cls(
+                inputs,
+                outputs,
+                groups=groups,
+                num_groups=num_groups,
+                name=name,
+                preprocessing=preprocessing,
+            )
 
         path = None
         if cut is not None:
@@ -386,7 +447,189 @@ class Backbone(keras.Model):
             ) from e
         if path is not None and len(path) > 1:
             outputs = produced[path[-1].name]
-        return cls(inputs, outputs, groups=groups, num_groups=num_groups, name=name)
+        return cls(
+            inputs,
+            outputs,
+            groups=groups,
+            num_groups=num_groups,
+            name=name,
+            preprocessing=preprocessing,
+        )
+
+    @classmethod
+    def from_keras_application(
+        cls,
+        name,
+        weights="imagenet",
+        input_shape=None,
+        pooling=None,
+        include_top=False,
+        groups=None,
+        **kwargs,
+    ):
+        """A `keras.applications` model as a backbone, with its layer groups.
+
+        Args:
+            name: String. The application, e.g. `"MobileNetV2"`, `"ResNet50"`,
+                `"EfficientNetV2B0"`, `"ConvNeXtTiny"` (case-insensitive).
+            weights: `"imagenet"`, None (random initialisation) or the path
+                of a weights file (`.h5` / `.weights.h5`), e.g. a copy of
+                the file Keras downloads, for machines without internet.
+            input_shape: Optional tuple, e.g. `(96, 96, 3)`.
+            pooling: Optional `"avg"` or `"max"`: pool the last feature map.
+            include_top: Boolean. Keep the ImageNet classifier.
+            groups: Optional group spec; see `Backbone`. Default: the
+                family table.
+            **kwargs: Passed to the application (e.g. `alpha=0.35`).
+
+        Returns:
+            A `Backbone`, with `preprocessing` set to the application's
+            input scaling.
+        """
+        builder, module = _application(name)
+        if weights is not None and weights != "imagenet":
+            if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(
+                weights
+            ):
+                raise ValueError(
+                    '`weights` must be "imagenet", None or the path of an '
+                    f"existing weights file. Received: weights={weights!r}"
+                )
+            weights = os.fspath(weights)
+        try:
+            model = builder(
+                include_top=include_top,
+                weights=weights,
+                input_shape=tuple(input_shape) if input_shape else None,
+                pooling=pooling,
+                **kwargs,
+            )
+        except Exception as e:
+            if _is_network_error(e):
+                raise _offline_error(
+                    f"the ImageNet weights of {builder.__name__}",
+                    e,
+                    "Download the file on a machine with internet (Keras "
+                    "keeps it in ~/.keras/models/), copy it here and pass its "
+                    f"path: Backbone.from_keras_application({builder.__name__!r}, "
+                    "weights='/path/to/weights.h5', ...). Or put it in "
+                    "~/.keras/models/ under the same file name.",
+                ) from e
+            raise
+        return cls.from_model(
+            model,
+            groups=groups,
+            name=model.name,
+            preprocessing=APPLICATION_MODES.get(module),
+        )
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, groups=None, **kwargs):
+        """A keras-hub (or keras-nlp) preset as a backbone, with layer groups.
+
+        Args:
+            preset: String. A keras-hub preset name (`"bert_tiny_en_uncased"`),
+                a Kaggle / Hugging Face handle (`"hf://..."`), a local preset
+                folder, or a local folder in Hugging Face format (e.g. a
+                downloaded `sentence-transformers` model), as
+                `keras_hub.models.Backbone.from_preset` reads them.
+            load_weights: Boolean. Load the pretrained weights.
+            groups: Optional group spec; see `Backbone`.
+            **kwargs: Passed to `keras_hub.models.Backbone.from_preset`.
+
+        Returns:
+            A `Backbone`; `backbone.preset` keeps `preset`, so `add_head` can
+            load the matching text preprocessor.
+        """
+        if not isinstance(preset, (str, os.PathLike)):
+            raise ValueError(
+                f"`preset` must be a string or a path. Received: preset={preset!r}"
+            )
+        preset = os.fspath(preset)
+        keras_hub = require("keras_hub")
+        looks_local = preset.startswith((".", "/", "~")) or os.sep in preset
+        if looks_local and "://" not in preset:
+            preset = os.path.expanduser(preset)
+            if not os.path.isdir(preset):
+                raise ValueError(
+                    f"`preset` folder does not exist: {preset}. Pass a keras-hub "
+                    "preset name or an existing folder. "
+                    f"Received: preset={preset!r}"
+                )
+        elif "://" not in preset:
+            known = sorted(keras_hub.models.Backbone.presets)
+            if preset not in known:
+                close = difflib.get_close_matches(preset, known, n=5, cutoff=0.5)
+                hint = f" Close matches: {close}." if close else ""
+                raise ValueError(
+                    f"`preset` is not a keras-hub preset name nor a folder.{hint} "
+                    "See keras_hub.models.Backbone.presets for the names. "
+                    f"Received: preset={preset!r}"
+                )
+        try:
+            hub_backbone = keras_hub.models.Backbone.from_preset(
+                preset, load_weights=load_weights, **kwargs
+            )
+        except Exception as e:
+            if _is_network_error(e):
+                raise _offline_error(
+                    f"the preset {preset!r}",
+                    e,
+                    "On a machine with internet, load it once and save it: "
+                    "keras_hub.models.Backbone.from_preset(name)"
+                    ".save_to_preset('folder') (plus the tokenizer's "
+                    "save_to_preset), copy the folder here and pass its path: "
+                    "Backbone.from_preset('/path/to/folder').",
+                ) from e
+            raise
+        backbone = cls.from_model(hub_backbone, groups=groups, name=hub_backbone.name)
+        backbone.preset = preset
+        backbone._hub_backbone_class = type(hub_backbone).__name__
+        return backbone
+
+
+def _application(name):
+    """The `keras.applications` builder called `name` and its module name."""
+    available = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+    if not isinstance(name, str):
+        raise ValueError(
+            f"`name` must be a string naming a keras.applications model. "
+            f"Received: name={name!r}"
+        )
+    lookup = {n.lower().replace("_", ""): n for n in available}
+    key = name.lower().replace("_", "").replace("-", "")
+    if key not in lookup:
+        close = difflib.get_close_matches(name, available, n=5, cutoff=0.4)
+        close = close or difflib.get_close_matches(key, list(lookup), n=5, cutoff=0.4)
+        close = [lookup.get(c, c) for c in close]
+        raise ValueError(
+            f"`name` is not a keras.applications model: {name!r}. "
+            f"Close matches: {close}. Available: {available}"
+        )
+    builder = getattr(keras.applications, lookup[key])
+    return builder, builder.__module__.rsplit(".", 1)[-1]
+
+
+def _is_network_error(error):
+    text = str(error)
+    if "URL fetch failure" in text or "Name or service not known" in text:
+        return True
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    cause = error.__cause__ or error.__context__
+    if isinstance(error, OSError) and re.search(
+        r"connect|resolve|network|offline|timed out", text, re.I
+    ):
+        return True
+    return cause is not None and cause is not error and _is_network_error(cause)
+
+
+def _offline_error(what, error, hint):
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return ConnectionError(
+        f"Could not download {what}: no network connection ({first_line}). "
+        f"To use it offline: {hint}"
+    )
 
 
 def _size(variable):

@@ -1,0 +1,272 @@
+"""Feature extraction with a frozen backbone, and training a head on it.
+
+With the backbone frozen, its pooled features do not change from epoch to
+epoch: computing them once and training the head on the cached features
+gives the same head as training the whole model, at the cost of one pass
+over the data instead of one per epoch.
+"""
+
+import keras
+import numpy as np
+
+from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones.heads import (
+    _check_task,
+    add_head,
+    build_head,
+    feature_graph,
+)
+from keras_transfer.backbones.preprocessed_model import PreprocessedModel
+
+
+def _batches(data, batch_size):
+    """Yield input batches from arrays, lists of strings or a `tf.data.Dataset`."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - TensorFlow is a dependency
+        tf = None
+    if tf is not None and isinstance(data, tf.data.Dataset):
+        for element in data:
+            yield element[0] if isinstance(element, tuple) else element
+        return
+    if isinstance(data, dict):
+        n = len(next(iter(data.values())))
+        for start in range(0, n, batch_size):
+            yield {k: v[start : start + batch_size] for k, v in data.items()}
+        return
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
+        data = np.asarray(data)
+    data = np.asarray(data) if not hasattr(data, "shape") else data
+    for start in range(0, len(data), batch_size):
+        yield data[start : start + batch_size]
+
+
+def _num_batches(data, batch_size):
+    try:
+        import tensorflow as tf
+
+        if isinstance(data, tf.data.Dataset):
+            n = int(data.cardinality())
+            return n if n >= 0 else None
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(data, dict):
+        n = len(next(iter(data.values())))
+    else:
+        n = len(data)
+    return -(-n // batch_size)
+
+
+@keras_transfer_export("keras_transfer.backbones.feature_extractor")
+def feature_extractor(
+    backbone, preprocessing="auto", pooling="avg", input_shape=None, sequence_length=128
+):
+    """A model from raw inputs to the pooled features `add_head` puts a head on.
+
+    Args:
+        backbone: A `Backbone`.
+        preprocessing: As in `add_head`.
+        pooling: As in `add_head`.
+        input_shape: As in `add_head`.
+        sequence_length: As in `add_head`.
+
+    Returns:
+        A `keras.Model`.
+    """
+    inputs, features, preprocessor = feature_graph(
+        backbone,
+        preprocessing=preprocessing,
+        pooling=pooling,
+        input_shape=input_shape,
+        sequence_length=sequence_length,
+    )
+    network = keras.Model(inputs, features, name=f"{backbone.name}_features")
+    if preprocessor is None:
+        return network
+    return PreprocessedModel(preprocessor, network, name=f"{backbone.name}_features")
+
+
+@keras_transfer_export("keras_transfer.backbones.extract_features")
+def extract_features(
+    backbone,
+    data,
+    batch_size=32,
+    verbose=1,
+    preprocessing="auto",
+    pooling="avg",
+    input_shape=None,
+    sequence_length=128,
+):
+    """Compute the pooled features of a (frozen) backbone once over a data set.
+
+    Args:
+        backbone: A `Backbone`, or a feature model from `feature_extractor`.
+        data: NumPy array (or dict of arrays), list of strings, or a
+            `tf.data.Dataset` of batches (`x` or `(x, y)` elements).
+        batch_size: Integer. Batch size for arrays.
+        verbose: 0 or 1. Show a progress bar.
+        preprocessing: As in `add_head` (ignored for a feature model).
+        pooling: As in `add_head` (ignored for a feature model).
+        input_shape: As in `add_head` (ignored for a feature model).
+        sequence_length: As in `add_head` (ignored for a feature model).
+
+    Returns:
+        A NumPy array of shape `(num_samples, feature_dim)`.
+
+    Example:
+
+    >>> from keras_transfer.backbones import Backbone
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> backbone = Backbone(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    >>> extract_features(backbone, np.zeros((5, 8, 8, 3)), batch_size=2,
+    ...                  verbose=0).shape
+    (5, 4)
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive integer. Received: {batch_size!r}"
+        )
+    from keras_transfer.backbones.backbone import Backbone
+
+    if isinstance(backbone, Backbone):
+        model = feature_extractor(
+            backbone,
+            preprocessing=preprocessing,
+            pooling=pooling,
+            input_shape=input_shape,
+            sequence_length=sequence_length,
+        )
+    elif isinstance(backbone, keras.Model):
+        model = backbone
+    else:
+        raise ValueError(
+            "`backbone` must be a Backbone or a keras.Model. "
+            f"Received: backbone={type(backbone).__name__}"
+        )
+    total = _num_batches(data, batch_size)
+    progbar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
+    chunks = []
+    for i, batch in enumerate(_batches(data, batch_size)):
+        chunks.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))
+        if progbar is not None:
+            progbar.update(i + 1)
+    if not chunks:
+        raise ValueError("`data` is empty: there is nothing to extract features from.")
+    return np.concatenate(chunks, axis=0)
+
+
+@keras_transfer_export("keras_transfer.backbones.fit_head_on_features")
+def fit_head_on_features(
+    backbone,
+    x,
+    y,
+    num_classes=None,
+    task=None,
+    epochs=20,
+    batch_size=32,
+    optimizer=None,
+    learning_rate=1e-3,
+    dropout=0.0,
+    validation_data=None,
+    verbose=1,
+    preprocessing="auto",
+    pooling="avg",
+    input_shape=None,
+    sequence_length=128,
+    features=None,
+):
+    """Train a head on cached features of a frozen backbone; return the full model.
+
+    The backbone runs once over `x` (`extract_features`, with a progress
+    bar); the head then trains on the cached features for `epochs` epochs
+    without calling the backbone. The trained head is attached to the
+    backbone (`add_head(..., head=head)`), so the returned model maps raw
+    inputs to predictions equal to `head(features)`.
+
+    Args:
+        backbone: A `Backbone` (used frozen: its weights are not changed).
+        x: Training inputs (see `extract_features`).
+        y: Training targets (integer labels for classification).
+        num_classes: Integer >= 2 for classification; None for regression.
+        task: Optional `"classification"` or `"regression"`.
+        epochs: Integer. Epochs of head training.
+        batch_size: Integer. Batch size for features and head training.
+        optimizer: Optional Keras optimizer (default Adam(`learning_rate`)).
+        learning_rate: Float. Learning rate of the default optimizer.
+        dropout: Float in [0, 1). Dropout in the head.
+        validation_data: Optional `(x_val, y_val)`; features are extracted
+            once for them too.
+        verbose: 0, 1 or 2. Verbosity of extraction and `fit`.
+        preprocessing: As in `add_head`.
+        pooling: As in `add_head`.
+        input_shape: As in `add_head`.
+        sequence_length: As in `add_head`.
+        features: Optional precomputed features of `x` (skips extraction).
+
+    Returns:
+        The full `keras.Model` (raw inputs -> predictions), compiled with the
+        head's loss and metrics; its `history` attribute holds the head's
+        training `History`.
+    """
+    task = _check_task(task, num_classes)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
+    extractor = feature_extractor(
+        backbone,
+        preprocessing=preprocessing,
+        pooling=pooling,
+        input_shape=input_shape,
+        sequence_length=sequence_length,
+    )
+    if features is None:
+        features = extract_features(
+            extractor, x, batch_size=batch_size, verbose=1 if verbose else 0
+        )
+    y = np.asarray(y)
+    if len(features) != len(y):
+        raise ValueError(
+            f"`x` and `y` must have the same length. Received: {len(features)} "
+            f"inputs and {len(y)} targets."
+        )
+    val = None
+    if validation_data is not None:
+        x_val, y_val = validation_data
+        val = (
+            extract_features(
+                extractor, x_val, batch_size=batch_size, verbose=1 if verbose else 0
+            ),
+            np.asarray(y_val),
+        )
+    head = build_head(
+        features.shape[-1], num_classes=num_classes, task=task, dropout=dropout
+    )
+    if task == "classification":
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    else:
+        loss, metrics = "mean_squared_error", ["mean_absolute_error"]
+    head.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+        loss=loss,
+        metrics=metrics,
+    )
+    history = head.fit(
+        features,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=val,
+        verbose=verbose,
+    )
+    model = add_head(
+        backbone,
+        head=head,
+        preprocessing=preprocessing,
+        pooling=pooling,
+        input_shape=input_shape,
+        sequence_length=sequence_length,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics
+    )
+    model.history = history
+    return model
