@@ -1,1 +1,6 @@
 """Keras layers: HubLayer for TF-Hub modules, gradient reversal, discriminators."""
+
+from keras_transfer.layers.domain_discriminator import DomainDiscriminator
+from keras_transfer.layers.gradient_reversal import GradientReversal
+
+__all__ = ["DomainDiscriminator", "GradientReversal"]
