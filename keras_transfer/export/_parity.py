@@ -43,7 +43,7 @@ def resolve_model(model):
 def input_structure(model, input_signature=None):
     """The model's input structure: `model.input`, or `input_signature`."""
     if input_signature is not None:
-        return input_signature
+        return normalize_input_signature(input_signature)[0]
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ValueError(
@@ -58,6 +58,21 @@ def input_structure(model, input_signature=None):
     except AttributeError:
         # A Sequential model has `inputs` but no `input` node.
         return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def normalize_input_signature(input_signature):
+    """`input_signature` as Keras' exporters take it: one entry per argument."""
+    if input_signature is None:
+        return None
+    if not isinstance(input_signature, (list, tuple)):
+        input_signature = [input_signature]
+    if len(input_signature) != 1:
+        raise ValueError(
+            "`input_signature` must be a list with one entry: the spec (or "
+            "structure of specs) of the single argument of `model.call`. "
+            f"Received {len(input_signature)} entries."
+        )
+    return list(input_signature)
 
 
 def input_specs(model, input_signature=None):

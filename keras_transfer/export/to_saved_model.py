@@ -62,8 +62,9 @@ def to_saved_model(
             1e-2 (float16) or 6e-2 (bfloat16) times `max(1, max |output|)`.
         num_parity_samples: Integer. Rows of random parity inputs. Defaults
             to 4.
-        input_signature: Optional structure of `keras.InputSpec` or
-            `tf.TensorSpec`, for models without symbolic inputs.
+        input_signature: Optional `keras.InputSpec` or `tf.TensorSpec` (or a
+            structure of them) of the single argument of `model.call`, for
+            models without symbolic inputs (subclassed models).
         seed: Integer. Seed of the random parity inputs.
 
     Returns:
@@ -86,6 +87,7 @@ def to_saved_model(
     TensorShape([1, 2])
     """
     exported, used_inference_model = _parity.resolve_model(model)
+    input_signature = _parity.normalize_input_signature(input_signature)
     specs = _parity.input_specs(exported, input_signature)
     path = _paths.check_path(path, overwrite)
     _parity.check_common(check_parity, parity_atol, num_parity_samples)

@@ -93,8 +93,9 @@ def to_tflite(
         allow_select_tf_ops: Boolean. Allow TensorFlow ops without a TFLite
             builtin (the artifact then needs the Flex delegate; the parity
             check will fail with the plain LiteRT interpreter).
-        input_signature: Optional structure of `keras.InputSpec` or
-            `tf.TensorSpec`, for models without symbolic inputs.
+        input_signature: Optional `keras.InputSpec` or `tf.TensorSpec` (or a
+            structure of them) of the single argument of `model.call`, for
+            models without symbolic inputs (subclassed models).
         seed: Integer. Seed of the random parity inputs.
 
     Returns:
@@ -141,6 +142,7 @@ def to_tflite(
             f"max_calibration_samples={max_calibration_samples!r}"
         )
     exported, used_inference_model = _parity.resolve_model(model)
+    input_signature = _parity.normalize_input_signature(input_signature)
     specs = _parity.input_specs(exported, input_signature)
     path = _paths.check_path(path, overwrite)
     _parity.check_common(check_parity, parity_atol, num_parity_samples)
