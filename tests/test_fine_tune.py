@@ -1,0 +1,264 @@
+"""Tests for `keras_transfer.fine_tune`."""
+
+import contextlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transfer.backbones import Backbone
+from keras_transfer.fine_tune import fine_tune
+from keras_transfer.optimizers import DiscriminativeLR
+from keras_transfer.schedules import OneCycle, SlantedTriangular
+from tests.testing import run_model_saving_test, weights_snapshot
+
+
+def make_model(seed=0, units=3, activation=None):
+    """Backbone of three groups (low, mid, high with BatchNorm) and a head."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
+    h = keras.layers.Dense(8, activation="relu", name="mid")(h)
+    h = keras.layers.Dense(8, name="high")(h)
+    h = keras.layers.BatchNormalization(name="high_bn")(h)
+    backbone = Backbone(
+        inputs, h, groups={"low": "low", "mid": "mid", "high": "high(_bn)?"}
+    )
+    x = keras.Input((6,))
+    outputs = keras.layers.Dense(units, activation=activation, name="head")(
+        backbone(x)
+    )
+    return keras.Model(x, outputs, name="classifier"), backbone
+
+
+def data(n=32, classes=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.5).astype("int64")
+    return x, y % classes
+
+
+def test_recipe_head_first_then_gradual_unfreezing_with_layer_decay():
+    model, backbone = make_model()
+    x, y = data()
+    history = fine_tune(
+        model, backbone, (x, y), epochs=5, head_epochs=2, batch_size=8, verbose=0
+    )
+    logs = history.history
+    assert logs["unfrozen_groups"] == [0, 0, 1, 2, 3]
+    assert logs["loss"][-1] < logs["loss"][0]
+    assert "accuracy" in logs
+
+    optimizer = model.optimizer
+    assert isinstance(optimizer, DiscriminativeLR)
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+    schedule = optimizer.inner_optimizer._learning_rate
+    assert isinstance(schedule, OneCycle)
+    assert schedule.total_steps == 4 * 5 and schedule.max_lr == 1e-3
+    multipliers = optimizer.get_multipliers()
+    assert multipliers["head/kernel"] == pytest.approx(1.0)
+    assert multipliers["high/kernel"] == pytest.approx(1.0)
+    assert multipliers["mid/kernel"] == pytest.approx(0.7)
+    assert multipliers["low/kernel"] == pytest.approx(0.49)
+    assert int(optimizer.iterations.numpy()) == 20
+
+
+def test_batchnorm_stays_in_inference_mode_by_default():
+    model, backbone = make_model()
+    x, y = data()
+    bn = backbone.get_layer("high_bn")
+    before = weights_snapshot(bn.weights)
+    fine_tune(model, backbone, (x, y), epochs=3, head_epochs=1, verbose=0)
+    for v in bn.weights:  # gamma, beta and the moving statistics
+        np.testing.assert_array_equal(before[v.path], v.numpy())
+    assert backbone.get_layer("high").trainable  # the group itself trained
+
+
+def test_frozen_head_phase_changes_only_the_head():
+    model, backbone = make_model()
+    x, y = data()
+    before = weights_snapshot(backbone.weights)
+    fine_tune(model, backbone, (x, y), epochs=3, head_epochs=2, verbose=0)
+    # Epochs 0-1 train the head only; epoch 2 unfreezes "high" alone.
+    changed = {
+        v.path
+        for v in backbone.weights
+        if not np.array_equal(before[v.path], v.numpy())
+    }
+    assert changed == {"high/kernel", "high/bias"}
+
+
+def test_every_default_can_be_overridden():
+    model, backbone = make_model()
+    x, y = data()
+    sgd = keras.optimizers.SGD(momentum=0.9)
+    history = fine_tune(
+        model,
+        backbone,
+        (x, y),
+        validation_data=(x, y),
+        epochs=4,
+        head_epochs=1,
+        unfreeze_every=2,
+        learning_rate=0.05,
+        layer_decay=0.5,
+        schedule="slanted_triangular",
+        optimizer=sgd,
+        freeze_bn=False,
+        loss="sparse_categorical_crossentropy",
+        metrics=[],
+        batch_size=16,
+        verbose=0,
+    )
+    assert history.history["unfrozen_groups"] == [0, 1, 1, 2]
+    assert "val_loss" in history.history
+    inner = model.optimizer.inner_optimizer
+    assert isinstance(inner, keras.optimizers.SGD) and inner.momentum == 0.9
+    assert isinstance(inner._learning_rate, SlantedTriangular)
+    assert inner._learning_rate.total_steps == 2 * 4
+    assert model.optimizer.get_multipliers()["mid/kernel"] == pytest.approx(0.5)
+
+
+def test_constant_schedule_and_a_given_schedule():
+    model, backbone = make_model()
+    x, y = data()
+    fine_tune(model, backbone, (x, y), epochs=2, schedule="constant", verbose=0)
+    rate = model.optimizer.inner_optimizer.learning_rate
+    assert float(keras.ops.convert_to_numpy(rate)) == pytest.approx(1e-3)
+    model, backbone = make_model()
+    given = keras.optimizers.schedules.ExponentialDecay(1e-2, 10, 0.5)
+    fine_tune(model, backbone, (x, y), epochs=2, schedule=given, verbose=0)
+    assert model.optimizer.inner_optimizer._learning_rate is given
+
+
+def test_compile_false_keeps_the_users_compile():
+    model, backbone = make_model()
+    optimizer = keras.optimizers.Adam(1e-2)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    x, y = data()
+    history = fine_tune(
+        model, backbone, (x, y), epochs=3, head_epochs=1, compile=False, verbose=0
+    )
+    assert model.optimizer is optimizer
+    assert history.history["unfrozen_groups"] == [0, 1, 2]
+    assert "accuracy" not in history.history
+
+
+def test_tf_data_input():
+    model, backbone = make_model()
+    x, y = data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    history = fine_tune(model, backbone, dataset, epochs=2, verbose=0)
+    assert model.optimizer.inner_optimizer._learning_rate.total_steps == 4 * 2
+    assert history.history["unfrozen_groups"] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "units, activation, labels, expected, from_logits",
+    [
+        (3, None, "int", keras.losses.SparseCategoricalCrossentropy, True),
+        (3, "softmax", "int", keras.losses.SparseCategoricalCrossentropy, False),
+        (3, None, "onehot", keras.losses.CategoricalCrossentropy, True),
+        (1, None, "binary", keras.losses.BinaryCrossentropy, True),
+        (1, "sigmoid", "binary", keras.losses.BinaryCrossentropy, False),
+    ],
+)
+def test_loss_is_inferred(units, activation, labels, expected, from_logits):
+    model, backbone = make_model(units=units, activation=activation)
+    x, y = data(16)
+    if labels == "onehot":
+        y = np.eye(3, dtype="float32")[y]
+    elif labels == "binary":
+        y = (y > 0).astype("float32")[:, None]
+    fine_tune(model, backbone, (x, y), epochs=2, verbose=0)
+    loss = model.loss
+    assert isinstance(loss, expected)
+    assert loss.get_config()["from_logits"] is from_logits
+
+
+def test_model_saves_and_loads_after_fine_tune(tmp_path):
+    model, backbone = make_model()
+    x, y = data(16)
+    fine_tune(model, backbone, (x, y), epochs=2, verbose=0)
+    loaded = run_model_saving_test(model, x, tmp_path)
+    assert isinstance(loaded.optimizer, DiscriminativeLR)
+
+
+def test_under_mirrored_strategy_matches_single_device(strategy):
+    x, y = data()
+
+    def train(scope):
+        with scope:
+            model, backbone = make_model(seed=4)
+            fine_tune(
+                model,
+                backbone,
+                (x, y),
+                epochs=3,
+                head_epochs=1,
+                batch_size=8,
+                shuffle=False,
+                verbose=0,
+            )
+        return model
+
+    single = train(contextlib.nullcontext())
+    mirrored = train(strategy.scope())
+    assert isinstance(mirrored.optimizer, DiscriminativeLR)
+    for a, b in zip(single.weights, mirrored.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+# -- bad input -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 0}, "`epochs` must be >= 1"),
+        ({"epochs": 2.5}, "`epochs` must be an integer"),
+        ({"epochs": 3, "head_epochs": 3}, "`head_epochs` must be smaller"),
+        ({"head_epochs": -1}, "`head_epochs` must be >= 0"),
+        ({"unfreeze_every": 0}, "`unfreeze_every` must be >= 1"),
+        ({"learning_rate": 0.0}, "`learning_rate` must be a positive"),
+        ({"layer_decay": 0.0}, r"`layer_decay` must be a float in \(0, 1\]"),
+        ({"layer_decay": 1.5}, r"`layer_decay` must be a float in \(0, 1\]"),
+        ({"schedule": "cosine"}, "`schedule` must be one of"),
+        ({"optimizer": "adam"}, "`optimizer` must be a keras.optimizers"),
+        ({"validation_split": 0.2}, "`validation_split` is not supported"),
+        ({"train_bn": True, "freeze_bn": True}, "`train_bn` and `freeze_bn`"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, match):
+    model, backbone = make_model()
+    x, y = data(8)
+    before = weights_snapshot(model.weights)
+    with pytest.raises(ValueError, match=match):
+        fine_tune(model, backbone, (x, y), verbose=0, **kwargs)
+    for v in model.weights:
+        np.testing.assert_array_equal(before[v.path], v.numpy())
+
+
+def test_loss_that_cannot_be_inferred_asks_for_loss():
+    model, backbone = make_model()
+    x, _ = data(8)
+    y = np.random.default_rng(0).normal(size=(8, 1)).astype("float32")
+    with pytest.raises(ValueError, match="Pass loss="):
+        fine_tune(model, backbone, (x, y), verbose=0)
+
+
+def test_compile_false_on_an_uncompiled_model_is_an_error():
+    model, backbone = make_model()
+    x, y = data(8)
+    with pytest.raises(ValueError, match="`compile=False`"):
+        fine_tune(model, backbone, (x, y), compile=False, verbose=0)
+
+
+def test_backbone_not_in_model_is_an_error():
+    model, _ = make_model()
+    _, other = make_model(seed=1)
+    x, y = data(8)
+    with pytest.raises(ValueError, match="`backbone`.*is not part of the model"):
+        fine_tune(model, other, (x, y), verbose=0)
+
