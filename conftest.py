@@ -41,9 +41,15 @@ def _fresh_keras_state():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def strategy():
-    """`MirroredStrategy` over the two logical CPU devices."""
+    """`MirroredStrategy` over the two logical CPU devices.
+
+    One instance for the whole session: every new `MirroredStrategy` restarts
+    its collective group and instance keys, and a second instance in the same
+    process can collide with the first one's collectives ("Shape mismatch in
+    the collective instance").
+    """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     if len(devices) < 2:
         pytest.fail(f"Expected two logical CPU devices, found {devices}")

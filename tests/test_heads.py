@@ -116,6 +116,7 @@ def test_head_under_mirrored_strategy(strategy):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_text_head_takes_strings(tmp_path):
     keras_hub = require("keras_hub")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]

@@ -524,6 +524,56 @@ class Backbone(keras.Model):
         )
 
     @classmethod
+    def from_tfhub(
+        cls,
+        handle,
+        input_shape,
+        dtype="float32",
+        signature=None,
+        output_key=None,
+        trainable=True,
+        preprocessing=None,
+        name=None,
+    ):
+        """A TF-Hub module or TensorFlow SavedModel as a (trainable) backbone.
+
+        The module becomes one `keras_transfer.layers.HubLayer` (its
+        variables are trained by `fit`), so the backbone has one group,
+        `"hub"`: a SavedModel does not expose its layers.
+
+        Args:
+            handle: String. A SavedModel folder or a TF-Hub / Kaggle handle.
+            input_shape: Tuple without the batch size, e.g. `(96, 96, 3)`
+                (or `()` for a batch of strings).
+            dtype: String. Input dtype (`"string"` for text modules).
+            signature: Optional string. Signature to call; see `HubLayer`.
+            output_key: Optional string. Output to return; see `HubLayer`.
+            trainable: Boolean. Whether `fit` updates the module's weights.
+            preprocessing: Optional image scaling mode for `add_head`.
+            name: Optional string. Name of the backbone.
+
+        Returns:
+            A `Backbone`.
+        """
+        from keras_transfer.layers.hub_layer import HubLayer
+
+        layer = HubLayer(
+            handle,
+            signature=signature,
+            output_key=output_key,
+            trainable=trainable,
+            name="hub",
+        )
+        inputs = keras.Input(tuple(input_shape), dtype=dtype)
+        return cls(
+            inputs,
+            layer(inputs),
+            groups={"hub": "hub"},
+            preprocessing=preprocessing,
+            name=name or "hub_backbone",
+        )
+
+    @classmethod
     def from_preset(cls, preset, load_weights=True, groups=None, **kwargs):
         """A keras-hub (or keras-nlp) preset as a backbone, with layer groups.
 

@@ -19,42 +19,25 @@ from keras_transfer.backbones.heads import (
 from keras_transfer.backbones.preprocessed_model import PreprocessedModel
 
 
-def _batches(data, batch_size):
-    """Yield input batches from arrays, lists of strings or a `tf.data.Dataset`."""
-    try:
-        import tensorflow as tf
-    except ImportError:  # pragma: no cover - TensorFlow is a dependency
-        tf = None
-    if tf is not None and isinstance(data, tf.data.Dataset):
-        for element in data:
-            yield element[0] if isinstance(element, tuple) else element
-        return
-    if isinstance(data, dict):
-        n = len(next(iter(data.values())))
-        for start in range(0, n, batch_size):
-            yield {k: v[start : start + batch_size] for k, v in data.items()}
-        return
+def _as_predict_input(data):
+    """Arrays and datasets as they are; lists/arrays of strings as tf tensors."""
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
         data = np.asarray(data)
-    data = np.asarray(data) if not hasattr(data, "shape") else data
-    for start in range(0, len(data), batch_size):
-        yield data[start : start + batch_size]
-
-
-def _num_batches(data, batch_size):
-    try:
+    if isinstance(data, np.ndarray) and data.dtype.kind in "USO":
+        # Keras data adapters take strings as TensorFlow tensors only.
         import tensorflow as tf
 
-        if isinstance(data, tf.data.Dataset):
-            n = int(data.cardinality())
-            return n if n >= 0 else None
-    except ImportError:  # pragma: no cover
-        pass
+        return tf.constant(data.astype(str))
+    return data
+
+
+def _is_empty(data):
     if isinstance(data, dict):
-        n = len(next(iter(data.values())))
-    else:
-        n = len(data)
-    return -(-n // batch_size)
+        data = next(iter(data.values()), [])
+    try:
+        return len(data) == 0
+    except TypeError:  # a tf.data.Dataset of unknown length
+        return False
 
 
 @keras_transfer_export("keras_transfer.backbones.feature_extractor")
@@ -104,7 +87,7 @@ def extract_features(
         data: NumPy array (or dict of arrays), list of strings, or a
             `tf.data.Dataset` of batches (`x` or `(x, y)` elements).
         batch_size: Integer. Batch size for arrays.
-        verbose: 0 or 1. Show a progress bar.
+        verbose: 0, 1 or 2. Progress bar of `predict` (1: a bar).
         preprocessing: As in `add_head` (ignored for a feature model).
         pooling: As in `add_head` (ignored for a feature model).
         input_shape: As in `add_head` (ignored for a feature model).
@@ -143,16 +126,13 @@ def extract_features(
             "`backbone` must be a Backbone or a keras.Model. "
             f"Received: backbone={type(backbone).__name__}"
         )
-    total = _num_batches(data, batch_size)
-    progbar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
-    chunks = []
-    for i, batch in enumerate(_batches(data, batch_size)):
-        chunks.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))
-        if progbar is not None:
-            progbar.update(i + 1)
-    if not chunks:
+    data = _as_predict_input(data)
+    if _is_empty(data):
         raise ValueError("`data` is empty: there is nothing to extract features from.")
-    return np.concatenate(chunks, axis=0)
+    # One `predict` pass: one traced function for every batch, Keras's
+    # progress bar, and tf.distribute support.
+    features = model.predict(data, batch_size=batch_size, verbose=verbose)
+    return keras.ops.convert_to_numpy(features)
 
 
 @keras_transfer_export("keras_transfer.backbones.fit_head_on_features")

@@ -1,0 +1,156 @@
+"""`HubLayer` (TF-Hub modules / SavedModels in Keras 3) and `Backbone.from_tfhub`."""
+
+import socket
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transfer.backbones import Backbone
+from keras_transfer.layers import HubLayer
+from tests.testing import run_model_saving_test, run_serialization_test
+
+
+class Scale(tf.Module):
+    """Test helper: y = x @ w + b, plus 100 when training (to see the flag)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable([[1.0, -1.0], [0.5, 2.0], [0.0, 1.0]], name="w")
+        self.b = tf.Variable([0.0, 0.0], name="b")
+        self.calls = tf.Variable(0.0, trainable=False, name="calls")
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 3], tf.float32),
+            tf.TensorSpec([], tf.bool),
+        ]
+    )
+    def __call__(self, x, training=False):
+        y = tf.matmul(x, self.w) + self.b
+        return tf.cond(training, lambda: y + 100.0, lambda: y)
+
+
+@pytest.fixture
+def module_path(tmp_path):
+    path = str(tmp_path / "scale_module")
+    tf.saved_model.save(Scale(), path)
+    return path
+
+
+@pytest.fixture
+def keras_export_path(tmp_path):
+    inputs = keras.Input((3,), name="features")
+    outputs = keras.layers.Dense(2, name="dense")(inputs)
+    model = keras.Model(inputs, outputs)
+    path = str(tmp_path / "exported")
+    model.export(path, format="tf_saved_model", verbose=False)
+    return path, model
+
+
+def x_data(n=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 3)).astype("float32")
+
+
+def test_calls_module_and_passes_training(module_path):
+    layer = HubLayer(module_path, trainable=True)
+    x = x_data(2)
+    expected = x @ np.array([[1.0, -1.0], [0.5, 2.0], [0.0, 1.0]], "float32")
+    np.testing.assert_allclose(layer(x), expected, atol=1e-6)
+    np.testing.assert_allclose(layer(x, training=True), expected + 100.0, atol=1e-5)
+    assert sorted(v.shape.as_list() for v in layer.trainable_weights) == [[2], [3, 2]]
+    assert [v.shape.as_list() for v in layer.non_trainable_weights] == [[]]
+
+
+def test_signature_and_output_key(keras_export_path):
+    path, model = keras_export_path
+    layer = HubLayer(path, signature="serving_default")
+    x = x_data(3)
+    np.testing.assert_allclose(layer(x), model(x), atol=1e-6)
+    # Exported Keras models are also callable through their `serve` endpoint.
+    with pytest.raises(ValueError, match="`signature`"):
+        HubLayer(path, signature="nope")
+    with pytest.raises(ValueError, match="`output_key`"):
+        HubLayer(path, signature="serving_default", output_key="nope")
+
+
+def test_fit_updates_module_variables(module_path):
+    layer = HubLayer(module_path, trainable=True, name="hub")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(layer(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    x = x_data(16)
+    y = x.sum(axis=1, keepdims=True)
+    before = model.predict(x, verbose=0)
+    w_before = layer.trainable_weights[0].numpy().copy()
+    # Training mode adds 100 inside the module: targets are near 0, so a
+    # training step sees a large error; fit must still move the module.
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert not np.allclose(layer.trainable_weights[0].numpy(), w_before)
+    assert not np.allclose(model.predict(x, verbose=0), before)
+    frozen = HubLayer(module_path, trainable=False)
+    assert frozen.trainable_weights == []
+
+
+def test_saved_and_loaded_with_fine_tuned_values(module_path, tmp_path):
+    layer = HubLayer(module_path, trainable=True, name="hub")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x = x_data(8)
+    model.fit(x, np.zeros((8, 2)), batch_size=8, epochs=1, verbose=0)
+    tuned = layer.trainable_weights[0].numpy()
+    fresh = HubLayer(module_path)(x)
+    assert not np.allclose(model(x), fresh)
+    loaded = run_model_saving_test(model, x, tmp_path)
+    hub = loaded.get_layer("hub")
+    np.testing.assert_allclose(hub.trainable_weights[0].numpy(), tuned)
+    revived = run_serialization_test(layer)
+    assert revived.handle == module_path
+
+
+def test_fit_under_mirrored_strategy(module_path, strategy):
+    x = x_data(16)
+    y = np.zeros((16, 2), "float32")
+
+    def train():
+        layer = HubLayer(module_path, trainable=True, name="hub")
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, layer(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.001), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        return sorted((v.numpy() for v in layer.trainable_weights), key=np.size)
+
+    single = train()
+    with strategy.scope():
+        mirrored = train()
+    for a, b in zip(single, mirrored):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(single[-1], Scale().w.numpy())
+
+
+def test_from_tfhub_backbone(module_path):
+    backbone = Backbone.from_tfhub(module_path, input_shape=(3,))
+    assert backbone.group_names == ["hub"]
+    assert backbone.trainable_group_names == ["hub"]
+    backbone.freeze()
+    assert backbone.trainable_weights == []
+    assert backbone(x_data(2)).shape == (2, 2)
+
+
+def test_bad_handles(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="`handle`"):
+        HubLayer(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="`handle`"):
+        HubLayer(42)
+
+    def fail(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ConnectionError, match="no network.*HubLayer\\('/path"):
+        HubLayer(
+            "https://tfhub.dev/google/imagenet/mobilenet_v2_035_96/feature_vector/5"
+        )
