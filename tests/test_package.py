@@ -46,7 +46,7 @@ def test_require_missing_known_module(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     monkeypatch.delitem(sys.modules, "keras_hub", raising=False)
-    with pytest.raises(ImportError, match=r'keras-transfer\[hub\]'):
+    with pytest.raises(ImportError, match=r"keras-transfer\[hub\]"):
         require("keras_hub")
 
 

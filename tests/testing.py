@@ -50,9 +50,7 @@ def _normalize(text):
 
     def strip(node):
         if isinstance(node, dict):
-            return {
-                k: strip(v) for k, v in node.items() if k not in ("build_config",)
-            }
+            return {k: strip(v) for k, v in node.items() if k not in ("build_config",)}
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node

@@ -173,7 +173,9 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         # Plain-Python holder: the groups hold model variables and the target
         # is the innermost optimizer; neither may be tracked as our state.
         self._untracked = types.SimpleNamespace(
-            groups=self._parse_groups(groups), target=_innermost(optimizer)
+            groups=self._parse_groups(groups),
+            target=_innermost(optimizer),
+            cache={},
         )
         self._spec = self._parse_spec(multipliers, layer_decay, self._groups)
         self._linear = type(self._target) in _LINEAR_IN_LR
@@ -432,20 +434,40 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
 
         def update_step(gradient, variable, learning_rate):
             index = target._get_variable_index(variable)
-            factor = keras.ops.take(wrapper._multipliers, index)
+            per_variable = wrapper._per_variable(learning_rate)
             if wrapper._linear:
-                rate = keras.ops.multiply(
-                    keras.ops.cast(learning_rate, "float32"), factor
-                )
+                rate = per_variable["rates"][index]
                 wrapper._decay(variable, rate)
                 return original_update_step(gradient, variable, rate)
             return wrapper._scaled_update_step(
-                original_update_step, gradient, variable, learning_rate, factor
+                original_update_step,
+                gradient,
+                variable,
+                learning_rate,
+                per_variable["factors"][index],
             )
 
         # Weight decay runs inside `update_step`, with the variable's rate.
         target.update_step = update_step
         target._apply_weight_decay = _no_weight_decay
+
+    def _per_variable(self, learning_rate):
+        """Each variable's factor and rate, computed once per step.
+
+        One read of the factors, one multiply and one unstack per step, shared
+        by every variable's `update_step` (which all receive the same
+        `learning_rate` tensor), instead of a gather and a multiply each.
+        The cache is emptied at every `apply()`.
+        """
+        cache = self._untracked.cache
+        if cache.get("key") is not learning_rate:
+            factors = keras.ops.convert_to_tensor(self._multipliers)
+            rate = keras.ops.cast(learning_rate, "float32")
+            cache.clear()
+            cache["key"] = learning_rate
+            cache["factors"] = keras.ops.unstack(factors)
+            cache["rates"] = keras.ops.unstack(rate * factors)
+        return cache
 
     def _decay(self, variable, rate):
         target = self._target
@@ -483,6 +505,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                         "every backbone variable up front, or compile the "
                         "model again with a new optimizer."
                     )
+        self._untracked.cache.clear()
         self.inner_optimizer.apply(grads, trainable_variables)
 
     def scale_loss(self, loss):
