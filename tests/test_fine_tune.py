@@ -185,6 +185,7 @@ def test_model_saves_and_loads_after_fine_tune(tmp_path):
     assert isinstance(loaded.optimizer, DiscriminativeLR)
 
 
+@pytest.mark.slow
 def test_under_mirrored_strategy_matches_single_device(strategy):
     x, y = data()
 
