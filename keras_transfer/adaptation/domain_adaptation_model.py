@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.layers.domain_discriminator import DomainDiscriminator
-from keras_transfer.layers.gradient_reversal import GradientReversal
+from keras_transfer.layers.gradient_reversal import GradientReversal, _check_lambda
 from keras_transfer.losses.coral_loss import CORALLoss
 from keras_transfer.losses.entropy_loss import EntropyLoss
 from keras_transfer.losses.jmmd_loss import JMMDLoss
@@ -91,8 +91,9 @@ class DomainAdaptationModel(keras.Model):
     - `"cdan"`, `"cdan+e"`: the discriminator reads the multilinear map of
       features and predictions; `+e` weights samples by prediction certainty
       (Long et al., 2018).
-    - `"mdd"`: an adversarial copy of the classifier behind the reversal
-      layer, trained with `MDDLoss` (Zhang et al., 2019).
+    - `"mdd"`: an adversarial copy of the classifier (same architecture,
+      starting from the classifier's weights plus 1% noise) behind the
+      reversal layer, trained with `MDDLoss` (Zhang et al., 2019).
     - `"mmd"`, `"jmmd"`, `"coral"`: `MMDLoss`, `JMMDLoss` (features and
       predictions), `CORALLoss` on the features.
     - `"mcc"`, `"entropy"`: `MCCLoss`, `EntropyLoss` on target predictions.
@@ -204,7 +205,8 @@ class DomainAdaptationModel(keras.Model):
         self.from_logits = bool(from_logits)
         self.mdd_margin = float(mdd_margin)
         self.cdan_random_dim = int(cdan_random_dim)
-        self.lambda_ = float(lambda_) if isinstance(lambda_, (int, float)) else lambda_
+        _check_lambda(lambda_)
+        self.lambda_ = float(lambda_)
         self.feature_extractor = feature_extractor
         self.classifier = classifier
         self.adversarial = next((m for m in self.method if m in ADVERSARIAL), None)
@@ -274,8 +276,10 @@ class DomainAdaptationModel(keras.Model):
         output_shape = tuple(self.classifier.compute_output_shape(feature_shape))
         flat = int(math.prod(d for d in feature_shape[1:]))
         num_classes = int(output_shape[-1])
-        if self.mdd_classifier is not None and not self.mdd_classifier.built:
-            self.mdd_classifier.build(feature_shape)
+        if self.mdd_classifier is not None:
+            if not self.mdd_classifier.built:
+                self.mdd_classifier.build(feature_shape)
+            self._start_adversary_at_classifier()
         if self.gradient_reversal is not None and not self.gradient_reversal.built:
             self.gradient_reversal.build(feature_shape)
         self._cdan_projection = None
@@ -299,6 +303,20 @@ class DomainAdaptationModel(keras.Model):
             if not self.discriminator.built:
                 self.discriminator.build((None, disc_dim))
         self.built = True
+
+    def _start_adversary_at_classifier(self):
+        # The MDD adversary starts as the classifier plus 1% noise, so that
+        # it first agrees with it on both domains. Eager even when the build
+        # happens while the train function is traced (the copy is done once).
+        import tensorflow as tf
+
+        with tf.init_scope():
+            seed = keras.random.SeedGenerator(1)
+            for adv, main in zip(self.mdd_classifier.weights, self.classifier.weights):
+                if adv.shape != main.shape:
+                    return
+                noise = keras.random.normal(adv.shape, seed=seed, dtype=adv.dtype)
+                adv.assign(main * (1.0 + 0.01 * noise))
 
     def _check_shapes(self, source_shape, target_shape):
         if tuple(source_shape[1:]) != tuple(target_shape[1:]):

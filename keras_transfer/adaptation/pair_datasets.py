@@ -98,9 +98,7 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
             "`source` must carry labels: (x, y) arrays or a dataset of (x, y). "
             "Received elements with no labels."
         )
-    if src_spec[0].shape[1:] != tgt_spec[0].shape[1:] or (
-        src_spec[0].shape.rank != tgt_spec[0].shape.rank
-    ):
+    if src_spec[0].shape.as_list() != tgt_spec[0].shape.as_list():
         raise ValueError(
             "Source and target inputs must have the same feature shape. Received: "
             f"source element shape {src_spec[0].shape}, target element shape "

@@ -1,0 +1,270 @@
+"""DomainAdaptationModel: every method on a plain fit, saving, strategy, errors."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
+from keras_transfer.adaptation.domain_adaptation_model import METHODS
+from keras_transfer.layers import DomainDiscriminator, GradientReversal
+from tests.testing import (
+    changed_paths,
+    run_model_saving_test,
+    run_serialization_test,
+    weights_snapshot,
+)
+
+
+@pytest.fixture
+def strategy(strategy):
+    """The shared two-CPU strategy, but reducing through one device.
+
+    Several `MirroredStrategy` objects using collective all-reduce in one
+    process reuse collective keys and abort with "Shape mismatch in the
+    collective instance" (TF 2.21), so each test gets one without collectives.
+    """
+    return tf.distribute.MirroredStrategy(
+        strategy.extended.worker_devices,
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
+
+
+def _nets(seed=0):
+    keras.utils.set_random_seed(seed)
+    features = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(6, activation="relu")],
+        name="features",
+    )
+    head = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")],
+        name="head",
+    )
+    return features, head
+
+
+def _model(method="dann", seed=0, **kwargs):
+    features, head = _nets(seed)
+    kwargs.setdefault("discriminator", DomainDiscriminator((5,)))
+    return DomainAdaptationModel(features, head, method=method, **kwargs)
+
+
+def _data(n_source=16, n_target=12, batch_size=8, target_labels=False):
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(n_source, 4)).astype("float32")
+    ys = rng.integers(0, 3, n_source)
+    xt = (rng.normal(size=(n_target, 4)) + 1.0).astype("float32")
+    yt = rng.integers(0, 3, n_target)
+    target = (xt, yt) if target_labels else xt
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = pair_datasets((xs, ys), target, batch_size=batch_size, shuffle=False)
+    return data, (xt, yt)
+
+
+def _compile(model, optimizer=None):
+    model.compile(
+        optimizer or keras.optimizers.Adam(0.01),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fit_trains_every_part(method):
+    model = _compile(_model(method))
+    data, validation = _data()
+    model.fit(data.take(1), epochs=1, verbose=0)  # builds
+    before = weights_snapshot(model.trainable_weights)
+    history = model.fit(data, epochs=2, verbose=0, validation_data=validation)
+    logs = history.history
+    assert np.all(np.isfinite(logs["loss"]))
+    expected = {"loss", "accuracy", "classification_loss", "adaptation_loss",
+                method.replace("+", "_") + "_loss", "val_loss", "val_accuracy"}
+    if method in ("dann", "cdan", "cdan+e"):
+        expected.add("domain_accuracy")
+    assert set(logs) == expected
+    moved = changed_paths(before, model.trainable_weights)
+    assert moved == {v.path for v in model.trainable_weights}
+    assert model.predict(validation[0], verbose=0).shape == (12, 3)
+
+
+def test_combined_methods_with_weights():
+    model = _compile(_model({"cdan+e": 1.0, "mcc": 0.5, "coral": 0.0}))
+    data, _ = _data()
+    logs = model.fit(data, epochs=1, verbose=0).history
+    for name in ("cdan_e_loss", "mcc_loss", "coral_loss", "domain_accuracy"):
+        assert name in logs
+    total = logs["cdan_e_loss"][0] + 0.5 * logs["mcc_loss"][0]
+    assert logs["adaptation_loss"][0] == pytest.approx(total, rel=1e-4)
+
+
+def test_reversal_makes_the_features_fight_the_discriminator():
+    # With lambda=0 the feature extractor ignores the discriminator; with
+    # lambda>0 it gets the reversed discriminator gradient.
+    data, _ = _data()
+    steps = []
+    for lam in (0.0, 1.0):
+        model = _compile(_model("dann", lambda_=lam), keras.optimizers.SGD(0.1))
+        model.fit(data.take(1), epochs=1, verbose=0)
+        steps.append([w.numpy() for w in model.feature_extractor.weights])
+    assert not np.allclose(steps[0][0], steps[1][0])
+
+
+def test_inference_model_is_plain(tmp_path):
+    model = _compile(_model("mdd"))
+    data, (xt, _) = _data()
+    model.fit(data, epochs=1, verbose=0)
+    inference = model.inference_model()
+    kinds = {type(layer) for layer in inference._flatten_layers()}
+    assert GradientReversal not in kinds and DomainDiscriminator not in kinds
+    assert model.mdd_classifier not in list(inference._flatten_layers())
+    np.testing.assert_allclose(
+        inference.predict(xt, verbose=0), model.predict(xt, verbose=0), atol=1e-6
+    )
+    path = str(tmp_path / "inference.keras")
+    inference.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        reloaded.predict(xt, verbose=0), model.predict(xt, verbose=0), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("method", ["cdan+e", ["mdd", "jmmd"]])
+def test_keras_saving(method, tmp_path):
+    model = _compile(_model(method, lambda_=0.3))
+    data, (xt, _) = _data()
+    model.fit(data, epochs=1, verbose=0)
+    loaded = run_model_saving_test(model, xt, tmp_path)
+    assert loaded.method == model.method
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy())
+    # Training goes on after loading.
+    loaded.fit(data, epochs=1, verbose=0)
+
+
+def test_serialization():
+    features, head = _nets()
+    model = DomainAdaptationModel(
+        features, head, method={"cdan": 1.0, "entropy": 0.1}, lambda_=0.2,
+        discriminator=DomainDiscriminator((4,), batch_norm=True), mdd_margin=3.0,
+    )
+    revived = run_serialization_test(model)
+    assert revived.method == {"cdan": 1.0, "entropy": 0.1}
+
+
+def test_cdan_random_projection():
+    model = _compile(_model("cdan", cdan_random_dim=7))
+    data, _ = _data()
+    model.fit(data, epochs=1, verbose=0)
+    assert model.discriminator.hidden_layers[0].kernel.shape == (7, 5)
+
+
+def test_target_labels_warn_and_are_not_used_for_training():
+    results = []
+    for target_labels in (False, True):
+        model = _compile(_model("dann"), keras.optimizers.SGD(0.1))
+        data, _ = _data(target_labels=target_labels)
+        if target_labels:
+            with pytest.warns(UserWarning, match="target labels"):
+                logs = model.fit(data, epochs=1, verbose=0).history
+            assert "target_accuracy" in logs
+        else:
+            logs = model.fit(data, epochs=1, verbose=0).history
+            assert "target_accuracy" not in logs
+        results.append([w.numpy() for w in model.weights])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_any_optimizer_including_a_wrapper():
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01))
+    model = _compile(_model("dann"), opt)
+    data, _ = _data()
+    before = weights_snapshot(model.feature_extractor.trainable_weights)
+    model.fit(data, epochs=1, verbose=0)
+    assert changed_paths(before, model.feature_extractor.trainable_weights)
+
+
+def test_lambda_scheduler_drives_the_reversal_layer():
+    from keras_transfer.callbacks import DANNLambdaScheduler
+
+    model = _compile(_model("dann", lambda_=0.0))
+    data, _ = _data()
+    scheduler = DANNLambdaScheduler(max_value=0.5)
+    model.fit(data, epochs=2, verbose=0, callbacks=[scheduler])
+    value = float(model.gradient_reversal.lambda_variable.numpy())
+    assert value == pytest.approx(scheduler.value(3 / 4))
+
+
+@pytest.mark.parametrize("method", ["dann", "coral"])
+def test_under_mirrored_strategy_matches_single_device(method, strategy):
+    data, _ = _data(n_source=16, n_target=16, batch_size=8)
+    single = _compile(_model(method, seed=4), keras.optimizers.SGD(0.05))
+    single.fit(data, epochs=1, verbose=0)
+    with strategy.scope():
+        mirrored = _compile(_model(method, seed=4), keras.optimizers.SGD(0.05))
+    logs = mirrored.fit(data, epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+    if method == "dann":
+        # Per-sample losses: the replicas' means add up to the global one.
+        for a, b in zip(single.weights, mirrored.weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_bad_input():
+    features, head = _nets()
+    with pytest.raises(ValueError, match="Known methods: dann, cdan"):
+        DomainAdaptationModel(features, head, method="dan")
+    with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
+        DomainAdaptationModel(features, head, method="dann", lambda_=-1.0)
+    with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
+        DomainAdaptationModel(features, head, method="coral", lambda_=-1.0)
+    with pytest.raises(ValueError, match="`method` weights"):
+        DomainAdaptationModel(features, head, method={"mmd": -1.0})
+    with pytest.raises(ValueError, match="only one of"):
+        DomainAdaptationModel(features, head, method=["dann", "cdan"])
+    with pytest.raises(ValueError, match="`classifier`"):
+        DomainAdaptationModel(features, "head")
+
+    # Source and target of different feature shapes.
+    model = _compile(_model("coral"))
+    xs, xt = np.zeros((8, 4), "float32"), np.zeros((8, 5), "float32")
+    with pytest.raises(ValueError, match="same feature shape"):
+        model.fit({"source": xs, "target": xt}, np.zeros(8), batch_size=4,
+                  verbose=0)
+    # Unpaired inputs.
+    with pytest.raises(ValueError, match="'source': x_source"):
+        model.fit(xs, np.zeros(8), batch_size=4, verbose=0)
+    # A batch of one sample for a loss that needs two.
+    one = tf.data.Dataset.from_tensors(
+        ({"source": np.zeros((1, 4), "float32"),
+          "target": np.zeros((1, 4), "float32")}, np.zeros((1,)))
+    )
+    with pytest.raises(ValueError, match="batch_size=1"):
+        model.fit(one, epochs=1, verbose=0)
+
+
+def test_mdd_adversary_starts_at_the_classifier_and_then_moves():
+    model = _compile(_model("mdd"))
+    data, _ = _data()
+    model.build({"source": (None, 4), "target": (None, 4)})
+    for adv, main in zip(model.mdd_classifier.weights, model.classifier.weights):
+        np.testing.assert_allclose(adv.numpy(), main.numpy(), rtol=0.06, atol=1e-6)
+    before = weights_snapshot(model.mdd_classifier.weights)
+    model.fit(data, epochs=1, verbose=0)
+    assert changed_paths(before, model.mdd_classifier.weights)
+
+
+def test_mdd_adversary_copy_happens_once_when_built_inside_fit():
+    model = _compile(_model("mdd"), keras.optimizers.SGD(0.01))
+    data, _ = _data()
+    model.fit(data.take(1), epochs=1, verbose=0)  # built while tracing
+    for w in model.classifier.weights:
+        w.assign(np.zeros(w.shape, "float32"))
+    model.fit(data.take(1), epochs=1, verbose=0)
+    kernel = model.mdd_classifier.weights[0].numpy()
+    assert np.abs(kernel).max() > 0.1  # not copied from the zeroed classifier
