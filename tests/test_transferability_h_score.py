@@ -5,7 +5,7 @@ import pytest
 from sklearn.covariance import ledoit_wolf
 
 from keras_transfer.transferability import h_score
-from keras_transfer.transferability.h_score import ledoit_wolf_shrinkage
+from keras_transfer.transferability.h_score import _ledoit_wolf_shrinkage
 
 
 def test_one_dimensional_closed_form():
@@ -40,7 +40,7 @@ def test_ledoit_wolf_matches_scikit_learn():
         x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
         x -= x.mean(axis=0)
         expected = ledoit_wolf(x, assume_centered=True)[1]
-        assert ledoit_wolf_shrinkage(x) == pytest.approx(expected, rel=1e-10)
+        assert _ledoit_wolf_shrinkage(x) == pytest.approx(expected, rel=1e-10)
 
 
 def test_shrinkage_stabilises_few_samples_many_features():

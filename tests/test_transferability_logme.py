@@ -116,8 +116,10 @@ def test_tiny_closed_form():
     # f, so beta -> large is limited by the 1e-5 guard; the score is finite
     # and larger than for y orthogonal to f, y = (1, 1).
     f = np.array([[1.0], [-1.0]])
-    aligned = logme(f, np.array([1.0, -1.0]))
-    orthogonal = logme(f, np.array([1.0, 1.0]), tol=1e-12, max_iter=1000)
+    aligned = logme(f, np.array([1.0, -1.0]), regression=True)
+    orthogonal = logme(
+        f, np.array([1.0, 1.0]), regression=True, tol=1e-12, max_iter=1000
+    )
     assert np.isfinite(aligned) and aligned > orthogonal
     # For y orthogonal to f the best weight is 0: the evidence is that of
     # y ~ N(0, I / beta) with beta = N / |y|^2 = 1, i.e. -log(2 pi)/2 - 1/2,
@@ -145,8 +147,11 @@ def test_accepts_tensors_and_label_values():
     assert logme(tf.constant(f), tf.constant(y)) == pytest.approx(expected)
     # Class values need not be 0..C-1.
     assert logme(f, y * 10 + 3) == pytest.approx(expected)
-    # Whole-number floats are regression unless told otherwise.
+    # Whole-number floats are regression unless told otherwise (with a warning).
     assert logme(f, y.astype(float), regression=False) == pytest.approx(expected)
+    with pytest.warns(UserWarning, match="regression targets"):
+        as_regression = logme(f, y.astype(float))
+    assert as_regression != pytest.approx(expected)
 
 
 def test_bad_input():

@@ -138,5 +138,9 @@ def test_bad_input():
         rank_backbones({"m": model}, (x, y), batch_size=0, verbose=0)
     with pytest.raises(ValueError, match="needs the key 'model'"):
         rank_backbones({"m": {"cut": "maps"}}, (x, y), verbose=0)
+    logits = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Flatten(),
+                               keras.layers.Dense(3)], name="logits")
+    with pytest.raises(ValueError, match="Candidate 'l', metric 'leep'.*probabilities"):
+        rank_backbones({"l": logits}, (x, y), metric="leep", verbose=0)
     with pytest.raises(ValueError, match="at least 2 classes"):
         rank_backbones({"m": model}, (x, np.zeros(30, dtype=int)), verbose=0)

@@ -224,4 +224,5 @@ def test_mnist_digits_near_transfer_positive_unrelated_source_negative():
                         validation_data=(xv, yv), verbose=0)
     far = TransferReport(history, run.baseline_history, "val_accuracy",
                          num_classes=5, tolerance=0.02)
+    print(near.summary(), far.summary(), sep="\n")  # shown with pytest -s
     assert far.verdict in ("negative", "neutral"), far.summary()

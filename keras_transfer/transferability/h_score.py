@@ -61,14 +61,14 @@ def h_score(features, labels, shrinkage=None):
     between = (means * counts[:, None]).T @ means / n
     if shrinkage is None:
         return float(np.trace(np.linalg.pinv(cov, hermitian=True) @ between))
-    a = ledoit_wolf_shrinkage(f) if shrinkage == "auto" else float(shrinkage)
+    a = _ledoit_wolf_shrinkage(f) if shrinkage == "auto" else float(shrinkage)
     mu = np.trace(cov) / d
     regularized = (1.0 - a) * cov + a * mu * np.eye(d)
     solved = np.linalg.lstsq(regularized, (1.0 - a) * between, rcond=None)[0]
     return float(np.trace(solved))
 
 
-def ledoit_wolf_shrinkage(centered):
+def _ledoit_wolf_shrinkage(centered):
     """Ledoit-Wolf (2004) shrinkage intensity towards a scaled identity.
 
     Args:

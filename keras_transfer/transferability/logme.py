@@ -1,5 +1,7 @@
 """LogME: the log marginal evidence of a linear model on pretrained features."""
 
+import warnings
+
 import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
@@ -79,6 +81,16 @@ def _targets(labels, num_samples, regression):
     y = to_numpy(labels, "labels")
     if regression is None:
         regression = np.issubdtype(y.dtype, np.floating)
+        if regression and y.ndim == 1 and np.all(np.isfinite(y)):
+            distinct = np.unique(y)
+            if distinct.size <= 50 and np.all(distinct == np.round(distinct)):
+                warnings.warn(
+                    f"`labels` are floats with {distinct.size} distinct whole "
+                    "values: LogME treats them as regression targets. If they "
+                    "are class indices, pass integer labels or "
+                    "`regression=False`.",
+                    stacklevel=3,
+                )
     if not regression:
         if y.ndim == 2 and y.shape[1] > 1:
             raise ValueError(

@@ -115,7 +115,18 @@ def rank_backbones(
         row = {"name": name}
         for metric_name, scorer, needs_outputs in metrics:
             inputs = outputs if needs_outputs else features
-            row[metric_name] = float(scorer(inputs, labels))
+            try:
+                row[metric_name] = float(scorer(inputs, labels))
+            except ValueError as e:
+                where = (
+                    "the candidate's output (it must be source-class "
+                    "probabilities for this metric)"
+                    if needs_outputs
+                    else "the features"
+                )
+                raise ValueError(
+                    f"Candidate {name!r}, metric {metric_name!r} on {where}: {e}"
+                ) from e
         row["num_features"] = int(features.shape[1])
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
