@@ -130,6 +130,30 @@ def test_custom_layer_multi_input_and_savedmodel_layer(tmp_path):
     assert result.parity_ok and result.max_abs_diff <= 1e-4
 
 
+def test_list_outputs_and_dict_inputs(tmp_path, monkeypatch):
+    a = keras.Input((4,), name="left")
+    b = keras.Input((3,), name="right")
+    h = keras.layers.Concatenate()([a, b])
+    model = keras.Model(
+        {"left": a, "right": b},
+        [keras.layers.Dense(2)(h), keras.layers.Dense(6)(h)],
+    )
+    inputs = {"left": np.ones((2, 4), "float32"), "right": np.zeros((2, 3), "float32")}
+    result = to_tflite(model, str(tmp_path / "m.tflite"), parity_inputs=inputs)
+    assert result.parity_ok and result.num_parity_samples == 2
+    # Both outputs are compared: perturbing the second one is caught.
+    real = tflite_module._Runner.__call__
+
+    def second_off(self, feeds):
+        outputs = real(self, feeds)
+        outputs["output_1"] = outputs["output_1"] + 1.0
+        return outputs
+
+    monkeypatch.setattr(tflite_module._Runner, "__call__", second_off)
+    with pytest.raises(ParityError, match="'output_1'"):
+        to_tflite(model, str(tmp_path / "m2.tflite"))
+
+
 # --- quantization -----------------------------------------------------------
 @pytest.mark.parametrize("quantization", ["dynamic", "float16", "int8"])
 def test_quantization_modes(tmp_path, trained, quantization):

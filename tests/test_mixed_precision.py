@@ -86,3 +86,20 @@ def test_a_wrong_tolerance_is_caught(tmp_path, policy):
     with pytest.raises(ParityError):
         to_tflite(model, str(tmp_path / "m.tflite"), parity_inputs=x[:8],
                   parity_atol=1e-7)
+
+
+class UnregisteredForMixedTest(keras.layers.Layer):
+    """Test helper: a custom layer that is NOT registered for serialization."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def test_unrebuildable_mixed_model_gets_a_clear_tflite_error(tmp_path, policy):
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, keras.layers.Dense(2)(UnregisteredForMixedTest()(x)))
+    with pytest.raises(ValueError, match="`model` computes in a 16-bit float"):
+        to_tflite(model, str(tmp_path / "m.tflite"))
+    assert list(tmp_path.iterdir()) == []
+    # The SavedModel export does not need the float32 copy.
+    assert to_saved_model(model, str(tmp_path / "sm")).parity_ok

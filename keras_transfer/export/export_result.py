@@ -66,19 +66,19 @@ class ExportResult:
 
     def __init__(
         self,
-        path,
-        format,
-        size_bytes,
-        max_abs_diff=None,
-        parity_ok=None,
-        tolerance=None,
-        quantization=None,
-        num_parity_samples=0,
-        argmax_agreement=None,
-        keras_accuracy=None,
-        artifact_accuracy=None,
-        accuracy_change=None,
-        used_inference_model=False,
+        path: str,
+        format: str,
+        size_bytes: int,
+        max_abs_diff: float | None = None,
+        parity_ok: bool | None = None,
+        tolerance: float | None = None,
+        quantization: str | None = None,
+        num_parity_samples: int = 0,
+        argmax_agreement: float | None = None,
+        keras_accuracy: float | None = None,
+        artifact_accuracy: float | None = None,
+        accuracy_change: float | None = None,
+        used_inference_model: bool = False,
     ):
         self.path = str(path)
         self.format = format

@@ -328,6 +328,14 @@ def _float32_twin(model):
     keras.mixed_precision.set_global_policy("float32")
     try:
         twin = keras.saving.deserialize_keras_object(serialized)
+    except Exception as e:
+        raise ValueError(
+            "`model` computes in a 16-bit float dtype, and TFLite needs a "
+            "float32 copy of it, but the model could not be rebuilt from its "
+            f"config ({type(e).__name__}: {e}). Register its custom layers "
+            "(`keras.saving.register_keras_serializable`), or build the model "
+            "under the 'float32' policy and load the weights into it."
+        ) from e
     finally:
         keras.mixed_precision.set_global_policy(previous)
     twin.set_weights(model.get_weights())
