@@ -12,6 +12,7 @@ Subpackages by capability:
 - `keras_transfer.adaptation`: domain adaptation models.
 - `keras_transfer.transferability`: LogME and friends, ranking, reports.
 - `keras_transfer.export`: SavedModel and TFLite with parity checks.
+- `keras_transfer.fine_tune`: the one-call fine-tuning recipe.
 - `keras_transfer.datasets`: real data and weights that packages ship.
 - `keras_transfer.distribute`: `model.fit` under MultiWorkerMirroredStrategy.
 
@@ -33,6 +34,7 @@ from keras_transfer import (
     schedules,
     transferability,
 )
+from keras_transfer.fine_tune import fine_tune
 from keras_transfer.version import __version__
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "datasets",
     "distribute",
     "export",
+    "fine_tune",
     "layers",
     "losses",
     "optimizers",

@@ -37,11 +37,11 @@ def enable_multi_worker_fit():
     Keras version does not have the internals it corrects (then nothing is
     changed).
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.distribute import enable_multi_worker_fit
-    >>> enable_multi_worker_fit()
-    True
+        >>> from keras_transfer.distribute import enable_multi_worker_fit
+        >>> enable_multi_worker_fit()
+        True
     """
     if _PATCHED:
         return True

@@ -44,10 +44,11 @@ def fine_tune(
     1. The head trains first, with the backbone frozen, for `head_epochs`.
     2. Then the groups of the backbone are unfrozen from the top down, one
        group every `unfreeze_every` epochs (`GradualUnfreezing`).
-    3. Each group learns at its own rate: the top group of the backbone at
-       `learning_rate`, like the head, and each group below at `layer_decay`
-       times the rate of the group above (`DiscriminativeLR`, layer-wise
-       learning-rate decay).
+    3. Each group learns at its own rate (`DiscriminativeLR`, layer-wise
+       learning-rate decay with the head as the top layer): the head at
+       `learning_rate`, the top group of the backbone at `layer_decay` times
+       that, and each group below at `layer_decay` times the rate of the
+       group above.
     4. The base rate follows a one-cycle schedule over the whole fit
        (`OneCycle`; or `SlantedTriangular`, or constant).
     5. Every BatchNorm layer of the backbone stays in inference mode
@@ -83,10 +84,11 @@ def fine_tune(
         head_epochs: Integer. Epochs with the backbone frozen before the
             first unfreeze event. Defaults to `max(1, epochs // 10)`.
         unfreeze_every: Integer. Epochs between two unfreeze events.
-        learning_rate: Float. Peak learning rate of the head and of the top
-            group of the backbone.
+        learning_rate: Float. Peak learning rate of the head.
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
-            groups (lower / upper). 1.0 gives every group the same rate.
+            layers (lower / upper), the head counting as the top layer: the
+            top group of the backbone gets `learning_rate * layer_decay`.
+            1.0 gives every group the rate of the head.
         schedule: One of `"one_cycle"`, `"slanted_triangular"`, `"constant"`,
             or a `keras.optimizers.schedules.LearningRateSchedule` to use as
             is (then `learning_rate` is ignored).
@@ -110,18 +112,18 @@ def fine_tune(
         usual metrics and, per epoch, `unfrozen_groups` and
         `trainable_params`.
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((4,))
-    >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
-    >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
-    >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
-    >>> model = keras.Sequential([backbone, keras.layers.Dense(3)])
-    >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
-    >>> history = fine_tune(model, backbone, (x, y), epochs=3, verbose=0)
-    >>> history.history["unfrozen_groups"]
-    [0, 1, 2]
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((4,))
+        >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
+        >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
+        >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
+        >>> model = keras.Sequential([backbone, keras.layers.Dense(3)])
+        >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
+        >>> history = fine_tune(model, backbone, (x, y), epochs=3, verbose=0)
+        >>> history.history["unfrozen_groups"]
+        [0, 1, 2]
     """
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -344,7 +346,14 @@ def _with_learning_rate(optimizer, rate):
 def _discriminative(optimizer, layer_decay, backbone):
     from keras_transfer.optimizers import DiscriminativeLR
 
-    return DiscriminativeLR(optimizer, layer_decay=layer_decay, groups=backbone)
+    # Layer-wise decay with the head as the top layer: the head gets 1, the
+    # top group of the backbone `layer_decay`, the next `layer_decay ** 2`...
+    groups = backbone.groups
+    multipliers = {
+        group.name: float(layer_decay ** (len(groups) - i))
+        for i, group in enumerate(groups)
+    }
+    return DiscriminativeLR(optimizer, multipliers=multipliers, groups=backbone)
 
 
 def _output_units(model):

@@ -61,11 +61,12 @@ def test_total_steps_and_dataset_without_length():
     data = tf.data.Dataset.from_tensor_slices(
         (np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32"))
     ).batch(4).repeat()
-    with pytest.raises(ValueError, match="`total_steps`"):
-        model.fit(data, steps_per_epoch=None, epochs=1, verbose=0,
-                  callbacks=[DANNLambdaScheduler()]) if False else (
-            DANNLambdaScheduler(total_steps=0)
-        )
+    with pytest.raises(ValueError, match="`total_steps` must be a positive"):
+        DANNLambdaScheduler(total_steps=0)
+    unknown_length = data.take(2).filter(lambda x, y: True)
+    with pytest.raises(ValueError, match="Pass `total_steps`"):
+        model.fit(unknown_length, epochs=1, verbose=0,
+                  callbacks=[DANNLambdaScheduler()])
     scheduler = DANNLambdaScheduler(total_steps=4)
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, callbacks=[scheduler])
     assert float(grl.lambda_variable.numpy()) == pytest.approx(scheduler.value(0.25))

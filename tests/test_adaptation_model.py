@@ -18,20 +18,6 @@ from tests.testing import (
 )
 
 
-@pytest.fixture
-def strategy(strategy):
-    """The shared two-CPU strategy, but reducing through one device.
-
-    Several `MirroredStrategy` objects using collective all-reduce in one
-    process reuse collective keys and abort with "Shape mismatch in the
-    collective instance" (TF 2.21), so each test gets one without collectives.
-    """
-    return tf.distribute.MirroredStrategy(
-        strategy.extended.worker_devices,
-        cross_device_ops=tf.distribute.ReductionToOneDevice(),
-    )
-
-
 def _nets(seed=0):
     keras.utils.set_random_seed(seed)
     features = keras.Sequential(

@@ -14,21 +14,6 @@ from tests.testing import (
     run_serialization_test,
 )
 
-
-@pytest.fixture
-def strategy(strategy):
-    """The shared two-CPU strategy, but reducing through one device.
-
-    Several `MirroredStrategy` objects using collective all-reduce in one
-    process reuse collective keys and abort with "Shape mismatch in the
-    collective instance" (TF 2.21), so each test gets one without collectives.
-    """
-    return tf.distribute.MirroredStrategy(
-        strategy.extended.worker_devices,
-        cross_device_ops=tf.distribute.ReductionToOneDevice(),
-    )
-
-
 FLOATS = st.floats(-100, 100, allow_nan=False, width=32)
 
 

@@ -320,7 +320,6 @@ def test_one_instance_serves_several_fits_and_finds_the_backbone():
     assert history.history["unfrozen_groups"] == [0, 1]
 
 
-@pytest.mark.slow
 def test_resumed_training_matches_an_uninterrupted_one(tmp_path):
     x, y = data()
 
@@ -392,7 +391,6 @@ def test_config_round_trip():
     assert revived.every == 2 and revived.train_bn
 
 
-@pytest.mark.slow
 def test_under_mirrored_strategy_matches_single_device(strategy):
     x, y = data()
 

@@ -9,25 +9,9 @@ through `DomainAdaptationModel`, see tests/test_adaptation_model.py.)
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_transfer import losses
 from tests.testing import run_model_saving_test
-
-
-@pytest.fixture
-def strategy(strategy):
-    """The shared two-CPU strategy, but reducing through one device.
-
-    Several `MirroredStrategy` objects using collective all-reduce in one
-    process reuse collective keys and abort with "Shape mismatch in the
-    collective instance" (TF 2.21), so each test gets one without collectives.
-    """
-    return tf.distribute.MirroredStrategy(
-        strategy.extended.worker_devices,
-        cross_device_ops=tf.distribute.ReductionToOneDevice(),
-    )
-
 
 FEATURE_LOSSES = {
     "mmd": lambda: losses.MMDLoss(),

@@ -62,13 +62,17 @@ def run_two_workers(recipe, tmp_path, timeout=420):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return [np.load(o) for o in outs]
+    return [np.load(o) for o in outs], logs
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["plain"])
+@pytest.mark.parametrize("recipe", ["plain", "gradual_dlr"])
 def test_two_workers_end_with_identical_weights(recipe, tmp_path):
-    w0, w1 = run_two_workers(recipe, tmp_path)
+    (w0, w1), logs = run_two_workers(recipe, tmp_path)
+    if recipe == "gradual_dlr":
+        # Both workers went through both unfreeze events inside one fit.
+        for log in logs:
+            assert "unfrozen_groups [0, 1, 2]" in log, log[-2000:]
     finals = [k for k in w0.files if k.startswith("final_")]
     assert finals and sorted(w0.files) == sorted(w1.files)
     moved = 0

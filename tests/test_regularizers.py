@@ -3,25 +3,9 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_transfer.regularizers import BSS, L2SP
 from tests.testing import run_model_saving_test, run_serialization_test
-
-
-@pytest.fixture
-def strategy():
-    """`MirroredStrategy` on the two logical CPUs, reducing through one device.
-
-    Overrides the shared conftest fixture: its default cross-device ops use
-    collectives whose instance keys restart with every new strategy, so the
-    second strategy test in a process fails with "Shape mismatch in the
-    collective instance". Remove once conftest.py shares one strategy.
-    """
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    return tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
 
 
 def data(n=32):

@@ -226,3 +226,68 @@ def test_mnist_digits_near_transfer_positive_unrelated_source_negative():
                          num_classes=5, tolerance=0.02)
     print(near.summary(), far.summary(), sep="\n")  # shown with pytest -s
     assert far.verdict in ("negative", "neutral"), far.summary()
+
+
+def test_broken_baseline_training_vs_inference_mode_on_training_data():
+    transfer = {"val_accuracy": [0.6, 0.7]}
+    baseline = {"accuracy": [0.3, 0.5], "val_accuracy": [0.3, 0.4]}
+    report = TransferReport(
+        transfer, baseline, "val_accuracy", baseline_train_inference=[0.1, 0.12]
+    )
+    assert report.verdict == "baseline_broken"
+    assert "inference mode" in report.baseline_problem
+    assert TransferReport.from_dict(report.to_dict()).verdict == "baseline_broken"
+    sound = TransferReport(
+        transfer, baseline, "val_accuracy", baseline_train_inference=[0.3, 0.48]
+    )
+    assert sound.verdict == "positive"
+
+
+@pytest.mark.realdata
+def test_batchnorm_baseline_from_scratch_on_few_images_is_reported_broken():
+    # The MobileNetV2-from-scratch failure in miniature: a BatchNorm CNN fitted
+    # on 100 raw-pixel MNIST images learns in training mode while its moving
+    # statistics have not settled, so in inference mode it stays near chance.
+    import keras
+
+    from keras_transfer.datasets import load_mnist
+
+    (x, y), (xv, yv) = load_mnist(allow_download=False)
+    x, y = x[:100, ..., None] * 255.0, y[:100]
+    xv, yv = xv[:300, ..., None] * 255.0, yv[:300]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def batchnorm_cnn():
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ])
+        model.compile(keras.optimizers.Adam(1e-2), loss, metrics=["accuracy"])
+        return model
+
+    transfer = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255.0),
+         keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    transfer.compile(keras.optimizers.Adam(1e-2), loss, metrics=["accuracy"])
+    run = BaselineRun(batchnorm_cnn, x, y, validation_data=(xv, yv), batch_size=20)
+    transfer.fit(x, y, epochs=6, batch_size=20, validation_data=(xv, yv),
+                 callbacks=[run], verbose=0)
+    report = run.report("val_accuracy", num_classes=10)
+    print(report.summary())  # shown with pytest -s
+    history = run.baseline_history
+    assert max(history["accuracy"]) > 0.35, history  # it learns in training mode
+    assert report.verdict == "baseline_broken", report.summary()
+    assert "BatchNorm" in report.summary()
+    # BaselineRun also recorded the inference-mode metrics on the training
+    # data, which trail the training-mode ones.
+    assert len(history["inference_accuracy"]) == 6
+    assert history["inference_accuracy"][-1] < history["accuracy"][-1]

@@ -138,28 +138,31 @@ class DomainAdaptationModel(keras.Model):
             dimensions instead. Defaults to `4096`.
         **kwargs: Base `keras.Model` arguments, such as `name`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
-    >>> head = keras.Sequential([keras.Input((8,)),
-    ...                          keras.layers.Dense(3, activation="softmax")])
-    >>> model = keras_transfer.adaptation.DomainAdaptationModel(
-    ...     features, head, method="dann",
-    ...     discriminator=keras_transfer.layers.DomainDiscriminator((8,)))
-    >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    >>> rng = np.random.default_rng(0)
-    >>> data = keras_transfer.adaptation.pair_datasets(
-    ...     (rng.normal(size=(16, 4)), rng.integers(0, 3, 16)),
-    ...     rng.normal(size=(12, 4)) + 1.0, batch_size=8)
-    >>> history = model.fit(data, epochs=1, verbose=0)
-    >>> sorted(history.history)  # doctest: +NORMALIZE_WHITESPACE
-    ['accuracy', 'adaptation_loss', 'classification_loss', 'dann_loss',
-     'domain_accuracy', 'loss']
-    >>> model.predict(np.zeros((2, 4)), verbose=0).shape
-    (2, 3)
-    >>> [type(layer).__name__ for layer in model.inference_model().layers]
-    ['InputLayer', 'Sequential', 'Sequential']
+        >>> import keras_transfer
+        >>> features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+        >>> head = keras.Sequential([keras.Input((8,)),
+        ...                          keras.layers.Dense(3, activation="softmax")])
+        >>> model = keras_transfer.adaptation.DomainAdaptationModel(
+        ...     features, head, method="dann",
+        ...     discriminator=keras_transfer.layers.DomainDiscriminator((8,)))
+        >>> model.compile(
+        ...     "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+        ... )
+        >>> rng = np.random.default_rng(0)
+        >>> data = keras_transfer.adaptation.pair_datasets(
+        ...     (rng.normal(size=(16, 4)), rng.integers(0, 3, 16)),
+        ...     rng.normal(size=(12, 4)) + 1.0, batch_size=8)
+        >>> history = model.fit(data, epochs=1, verbose=0)
+        >>> sorted(history.history)  # doctest: +NORMALIZE_WHITESPACE
+        ['accuracy', 'adaptation_loss', 'classification_loss', 'dann_loss',
+         'domain_accuracy', 'loss']
+        >>> model.predict(np.zeros((2, 4)), verbose=0).shape
+        (2, 3)
+        >>> layers = model.inference_model().layers
+        >>> " -> ".join(type(layer).__name__ for layer in layers)
+        'InputLayer -> Sequential -> Sequential'
     """
 
     def __init__(

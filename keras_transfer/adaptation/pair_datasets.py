@@ -71,17 +71,17 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
     Returns:
         A batched `tf.data.Dataset`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> xs, ys = np.zeros((10, 3), "float32"), np.zeros((10,), "int32")
-    >>> xt = np.ones((4, 3), "float32")
-    >>> data = keras_transfer.adaptation.pair_datasets((xs, ys), xt, batch_size=5)
-    >>> x, y = next(iter(data))
-    >>> x["source"].shape, x["target"].shape, y.shape
-    (TensorShape([5, 3]), TensorShape([5, 3]), TensorShape([5]))
-    >>> len(data)
-    2
+        >>> import keras_transfer
+        >>> xs, ys = np.zeros((10, 3), "float32"), np.zeros((10,), "int32")
+        >>> xt = np.ones((4, 3), "float32")
+        >>> data = keras_transfer.adaptation.pair_datasets((xs, ys), xt, batch_size=5)
+        >>> x, y = next(iter(data))
+        >>> x["source"].shape, x["target"].shape, y.shape
+        (TensorShape([5, 3]), TensorShape([5, 3]), TensorShape([5]))
+        >>> len(data)
+        2
     """
     import tensorflow as tf
 

@@ -66,20 +66,20 @@ class Backbone(keras.Model):
         name: Optional string. Name of the model.
         **kwargs: Passed to `keras.Model`.
 
-    Example:
+    Examples:
 
-    >>> inputs = keras.Input((8,))
-    >>> x = keras.layers.Dense(16, activation="relu", name="d1")(inputs)
-    >>> x = keras.layers.Dense(16, activation="relu", name="d2")(x)
-    >>> x = keras.layers.Dense(4, name="d3")(x)
-    >>> backbone = Backbone(inputs, x, groups={"low": "d1", "high": "d[23]"})
-    >>> backbone.group_names
-    ['low', 'high']
-    >>> backbone.freeze_to(1)
-    >>> backbone.trainable_group_names
-    ['high']
-    >>> backbone.group_of(backbone.get_layer("d1").kernel)
-    'low'
+        >>> inputs = keras.Input((8,))
+        >>> x = keras.layers.Dense(16, activation="relu", name="d1")(inputs)
+        >>> x = keras.layers.Dense(16, activation="relu", name="d2")(x)
+        >>> x = keras.layers.Dense(4, name="d3")(x)
+        >>> backbone = Backbone(inputs, x, groups={"low": "d1", "high": "d[23]"})
+        >>> backbone.group_names
+        ['low', 'high']
+        >>> backbone.freeze_to(1)
+        >>> backbone.trainable_group_names
+        ['high']
+        >>> backbone.group_of(backbone.get_layer("d1").kernel)
+        'low'
     """
 
     def __init__(

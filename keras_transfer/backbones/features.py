@@ -96,14 +96,14 @@ def extract_features(
     Returns:
         A NumPy array of shape `(num_samples, feature_dim)`.
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((8, 8, 3))
-    >>> backbone = Backbone(inputs, keras.layers.Conv2D(4, 3)(inputs))
-    >>> extract_features(backbone, np.zeros((5, 8, 8, 3)), batch_size=2,
-    ...                  verbose=0).shape
-    (5, 4)
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> backbone = Backbone(inputs, keras.layers.Conv2D(4, 3)(inputs))
+        >>> extract_features(backbone, np.zeros((5, 8, 8, 3)), batch_size=2,
+        ...                  verbose=0).shape
+        (5, 4)
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(

@@ -230,15 +230,15 @@ def add_head(
         A `keras.Model`; for text, a `PreprocessedModel` (the keras-hub
         preprocessor in front of the functional network).
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((8, 8, 3))
-    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
-    >>> backbone = Backbone(inputs, x, preprocessing="tf")
-    >>> model = add_head(backbone, num_classes=3, input_shape=(16, 16, 1))
-    >>> model(np.zeros((2, 16, 16, 1))).shape
-    TensorShape([2, 3])
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        >>> backbone = Backbone(inputs, x, preprocessing="tf")
+        >>> model = add_head(backbone, num_classes=3, input_shape=(16, 16, 1))
+        >>> tuple(model(np.zeros((2, 16, 16, 1))).shape)
+        (2, 3)
     """
     inputs, features, preprocessor = feature_graph(
         backbone,

@@ -48,13 +48,13 @@ class ImagePreprocessing(keras.layers.Layer):
             (bilinear); None keeps the input size.
         **kwargs: Passed to `keras.layers.Layer`.
 
-    Example:
+    Examples:
 
-    >>> layer = ImagePreprocessing("tf", image_size=(4, 4))
-    >>> images = np.full((1, 8, 8, 1), 255.0, "float32")
-    >>> out = layer(images)
-    >>> tuple(out.shape), float(out[0, 0, 0, 0])
-    ((1, 4, 4, 3), 1.0)
+        >>> layer = ImagePreprocessing("tf", image_size=(4, 4))
+        >>> images = np.full((1, 8, 8, 1), 255.0, "float32")
+        >>> out = layer(images)
+        >>> tuple(out.shape), float(out[0, 0, 0, 0])
+        ((1, 4, 4, 3), 1.0)
     """
 
     def __init__(self, mode="tf", image_size=None, **kwargs):

@@ -21,15 +21,15 @@ class LayerGroup:
         name: String. Name of the group, e.g. `"stage_3"`.
         layers: List of `keras.layers.Layer` instances (or layer names).
 
-    Example:
+    Examples:
 
-    >>> dense = keras.layers.Dense(2)
-    >>> dense.build((None, 3))
-    >>> group = LayerGroup("head", [dense])
-    >>> group.name, [v.path for v in group.variables]
-    ('head', ['dense/kernel', 'dense/bias'])
-    >>> group.count_params()
-    8
+        >>> dense = keras.layers.Dense(2)
+        >>> dense.build((None, 3))
+        >>> group = LayerGroup("head", [dense])
+        >>> group.name, [v.path for v in group.variables]
+        ('head', ['dense/kernel', 'dense/bias'])
+        >>> group.count_params()
+        8
     """
 
     def __init__(self, name, layers):

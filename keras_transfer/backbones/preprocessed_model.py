@@ -21,12 +21,12 @@ class PreprocessedModel(keras.Model):
         network: A `keras.Model` from preprocessed inputs to predictions.
         **kwargs: Passed to `keras.Model`.
 
-    Example:
+    Examples:
 
-    >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)
-    >>> model(np.ones((3, 2))).shape
-    TensorShape([3, 1])
+        >>> network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model = PreprocessedModel(keras.layers.Rescaling(0.5), network)
+        >>> tuple(model(np.ones((3, 2))).shape)
+        (3, 1)
     """
 
     def __init__(self, preprocessor, network, **kwargs):

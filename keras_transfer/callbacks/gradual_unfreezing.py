@@ -57,22 +57,22 @@ class GradualUnfreezing(keras.callbacks.Callback):
             groups. This is usually best when fine-tuning on little data.
         verbose: Integer. 0: quiet, 1: print a message at each unfreeze event.
 
-    Example:
+    Examples:
 
-    >>> from keras_transfer.backbones import Backbone
-    >>> inputs = keras.Input((4,))
-    >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
-    >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
-    >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
-    >>> model = keras.Sequential([backbone, keras.layers.Dense(1)])
-    >>> model.compile(optimizer="adam", loss="mse")
-    >>> unfreezing = GradualUnfreezing(backbone, schedule=[1, 2])
-    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
-    ...                     callbacks=[unfreezing], verbose=0)
-    >>> history.history["unfrozen_groups"]
-    [0, 1, 2]
-    >>> backbone.trainable_group_names
-    ['low', 'high']
+        >>> from keras_transfer.backbones import Backbone
+        >>> inputs = keras.Input((4,))
+        >>> h = keras.layers.Dense(8, activation="relu", name="low")(inputs)
+        >>> h = keras.layers.Dense(8, activation="relu", name="high")(h)
+        >>> backbone = Backbone(inputs, h, groups={"low": "low", "high": "high"})
+        >>> model = keras.Sequential([backbone, keras.layers.Dense(1)])
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> unfreezing = GradualUnfreezing(backbone, schedule=[1, 2])
+        >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
+        ...                     callbacks=[unfreezing], verbose=0)
+        >>> history.history["unfrozen_groups"]
+        [0, 1, 2]
+        >>> backbone.trainable_group_names
+        ['low', 'high']
     """
 
     def __init__(

@@ -39,20 +39,20 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
         total_steps: Int or `None`. Number of batches that make up `p = 1`.
             Defaults to `None` (read from `fit()`).
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> inputs = keras.Input((2,))
-    >>> reversed_ = keras_transfer.layers.GradientReversal()(inputs)
-    >>> model = keras.Model(inputs, keras.layers.Dense(1)(reversed_))
-    >>> model.compile("sgd", "mse")
-    >>> scheduler = keras_transfer.callbacks.DANNLambdaScheduler(max_value=0.5)
-    >>> _ = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=4,
-    ...               epochs=2, callbacks=[scheduler], verbose=0)
-    >>> round(scheduler.value(1.0), 4)
-    0.4999
-    >>> round(float(model.layers[1].lambda_variable.numpy()), 4)
-    0.4994
+        >>> import keras_transfer
+        >>> inputs = keras.Input((2,))
+        >>> reversed_ = keras_transfer.layers.GradientReversal()(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(reversed_))
+        >>> model.compile("sgd", "mse")
+        >>> scheduler = keras_transfer.callbacks.DANNLambdaScheduler(max_value=0.5)
+        >>> _ = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=4,
+        ...               epochs=2, callbacks=[scheduler], verbose=0)
+        >>> round(scheduler.value(1.0), 4)
+        0.4999
+        >>> round(float(model.layers[1].lambda_variable.numpy()), 4)
+        0.4994
     """
 
     def __init__(self, max_value=1.0, gamma=10.0, total_steps=None):

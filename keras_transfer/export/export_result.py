@@ -53,15 +53,15 @@ class ExportResult:
         used_inference_model: Boolean. Whether the model's `inference_model()`
             was exported instead of the model itself.
 
-    Example:
+    Examples:
 
-    >>> result = ExportResult(path="/tmp/m", format="tf_saved_model",
-    ...                       size_bytes=1024, max_abs_diff=0.0, parity_ok=True,
-    ...                       tolerance=1e-4)
-    >>> result.parity_ok
-    True
-    >>> ExportResult.from_config(result.get_config()) == result
-    True
+        >>> result = ExportResult(path="/tmp/m", format="tf_saved_model",
+        ...                       size_bytes=1024, max_abs_diff=0.0, parity_ok=True,
+        ...                       tolerance=1e-4)
+        >>> result.parity_ok
+        True
+        >>> ExportResult.from_config(result.get_config()) == result
+        True
     """
 
     def __init__(

@@ -12,11 +12,11 @@ class ParityError(RuntimeError):
         result: Dict. The parity figures that were measured: `max_abs_diff`,
             `tolerance`, `argmax_agreement`, `num_parity_samples`.
 
-    Example:
+    Examples:
 
-    >>> error = ParityError("too far apart", result={"max_abs_diff": 1.0})
-    >>> error.result["max_abs_diff"]
-    1.0
+        >>> error = ParityError("too far apart", result={"max_abs_diff": 1.0})
+        >>> error.result["max_abs_diff"]
+        1.0
     """
 
     def __init__(self, message, result=None):

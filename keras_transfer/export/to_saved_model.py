@@ -71,20 +71,19 @@ def to_saved_model(
         An `ExportResult` with `format="tf_saved_model"`, the size on disk
         and the parity figures.
 
-    Example:
+    Examples:
 
-    >>> import tempfile, os
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> path = os.path.join(tempfile.mkdtemp(), "model")
-    >>> result = to_saved_model(model, path)
-    >>> result.parity_ok, result.max_abs_diff < 1e-4
-    (True, True)
-    >>> reloaded = tf.saved_model.load(path)
-    >>> reloaded.signatures["serving_default"](
-    ...     **{k: tf.zeros((1, 4)) for k in
-    ...        reloaded.signatures["serving_default"].structured_input_signature[1]}
-    ... )["output_0"].shape
-    TensorShape([1, 2])
+        >>> import tempfile, os
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model")
+        >>> result = to_saved_model(model, path)
+        >>> result.parity_ok, result.max_abs_diff < 1e-4
+        (True, True)
+        >>> reloaded = tf.saved_model.load(path)
+        >>> serve = reloaded.signatures["serving_default"]
+        >>> names = serve.structured_input_signature[1]
+        >>> tuple(serve(**{k: tf.zeros((1, 4)) for k in names})["output_0"].shape)
+        (1, 2)
     """
     exported, used_inference_model = _parity.resolve_model(model)
     input_signature = _parity.normalize_input_signature(input_signature)

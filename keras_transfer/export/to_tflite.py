@@ -101,19 +101,19 @@ def to_tflite(
     Returns:
         An `ExportResult` with `format="tflite"`.
 
-    Example:
+    Examples:
 
-    >>> import tempfile, os
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
-    >>> result = to_tflite(model, path)
-    >>> result.format, result.parity_ok, result.max_abs_diff < 1e-4
-    ('tflite', True, True)
-    >>> x = np.random.normal(size=(16, 4)).astype("float32")
-    >>> quantized = to_tflite(model, path, quantization="int8",
-    ...                       representative_data=x, overwrite=True)
-    >>> quantized.quantization, quantized.parity_ok
-    ('int8', None)
+        >>> import tempfile, os
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+        >>> result = to_tflite(model, path)
+        >>> result.format, result.parity_ok, result.max_abs_diff < 1e-4
+        ('tflite', True, True)
+        >>> x = np.random.normal(size=(16, 4)).astype("float32")
+        >>> quantized = to_tflite(model, path, quantization="int8",
+        ...                       representative_data=x, overwrite=True)
+        >>> quantized.quantization, quantized.parity_ok
+        ('int8', None)
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(

@@ -23,12 +23,12 @@ class DomainDiscriminator(keras.layers.Layer):
             disables it. Defaults to `0.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> disc = keras_transfer.layers.DomainDiscriminator(hidden_units=(8,))
-    >>> tuple(disc(np.zeros((4, 3), "float32")).shape)
-    (4, 1)
+        >>> import keras_transfer
+        >>> disc = keras_transfer.layers.DomainDiscriminator(hidden_units=(8,))
+        >>> tuple(disc(np.zeros((4, 3), "float32")).shape)
+        (4, 1)
     """
 
     def __init__(self, hidden_units=(256, 256), batch_norm=False, dropout=0.0,

@@ -36,21 +36,21 @@ class GradientReversal(keras.layers.Layer):
             to `1.0`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> layer = keras_transfer.layers.GradientReversal(lambda_=0.5)
-    >>> x = tf.Variable([[1.0, 2.0]])
-    >>> with tf.GradientTape() as tape:
-    ...     y = layer(x)
-    ...     loss = tf.reduce_sum(3.0 * y)
-    >>> y.numpy()
-    array([[1., 2.]], dtype=float32)
-    >>> tape.gradient(loss, x).numpy()
-    array([[-1.5, -1.5]], dtype=float32)
-    >>> layer.set_lambda(2.0)
-    >>> float(layer.lambda_variable.numpy())
-    2.0
+        >>> import keras_transfer
+        >>> layer = keras_transfer.layers.GradientReversal(lambda_=0.5)
+        >>> x = tf.Variable([[1.0, 2.0]])
+        >>> with tf.GradientTape() as tape:
+        ...     y = layer(x)
+        ...     loss = tf.reduce_sum(3.0 * y)
+        >>> y.numpy()
+        array([[1., 2.]], dtype=float32)
+        >>> tape.gradient(loss, x).numpy()
+        array([[-1.5, -1.5]], dtype=float32)
+        >>> layer.set_lambda(2.0)
+        >>> float(layer.lambda_variable.numpy())
+        2.0
     """
 
     def __init__(self, lambda_=1.0, **kwargs):

@@ -86,21 +86,21 @@ class HubLayer(keras.layers.Layer):
         trainable: Boolean. Whether `fit` updates the module's variables.
         **kwargs: Passed to `keras.layers.Layer` (e.g. `name`).
 
-    Example:
+    Examples:
 
-    >>> import os, tempfile
-    >>> module = tf.Module()
-    >>> module.w = tf.Variable([[2.0], [1.0]])
-    >>> module.__call__ = tf.function(
-    ...     lambda x: tf.matmul(x, module.w),
-    ...     input_signature=[tf.TensorSpec([None, 2], tf.float32)])
-    >>> path = os.path.join(tempfile.mkdtemp(), "module")
-    >>> tf.saved_model.save(module, path)
-    >>> layer = HubLayer(path, trainable=True)
-    >>> layer(np.array([[1.0, 1.0]], "float32")).numpy()
-    array([[3.]], dtype=float32)
-    >>> [v.shape for v in layer.trainable_weights]
-    [TensorShape([2, 1])]
+        >>> import os, tempfile
+        >>> module = tf.Module()
+        >>> module.w = tf.Variable([[2.0], [1.0]])
+        >>> module.__call__ = tf.function(
+        ...     lambda x: tf.matmul(x, module.w),
+        ...     input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+        >>> path = os.path.join(tempfile.mkdtemp(), "module")
+        >>> tf.saved_model.save(module, path)
+        >>> layer = HubLayer(path, trainable=True)
+        >>> layer(np.array([[1.0, 1.0]], "float32")).numpy()
+        array([[3.]], dtype=float32)
+        >>> len(layer.trainable_weights), tuple(layer.trainable_weights[0].shape)
+        (1, (2, 1))
     """
 
     def __init__(

@@ -30,16 +30,16 @@ class CORALLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> rng = np.random.default_rng(0)
-    >>> xs = rng.normal(size=(32, 3)).astype("float32")
-    >>> loss = keras_transfer.losses.CORALLoss()
-    >>> float(loss(xs, xs))
-    0.0
-    >>> bool(loss(xs, 3.0 * xs) > 0.0)
-    True
+        >>> import keras_transfer
+        >>> rng = np.random.default_rng(0)
+        >>> xs = rng.normal(size=(32, 3)).astype("float32")
+        >>> loss = keras_transfer.losses.CORALLoss()
+        >>> float(loss(xs, xs))
+        0.0
+        >>> bool(loss(xs, 3.0 * xs) > 0.0)
+        True
     """
 
     min_samples = 2

@@ -29,14 +29,14 @@ class EntropyLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> loss = keras_transfer.losses.EntropyLoss()
-    >>> round(float(loss(np.full((2, 4), 0.25, "float32"))), 4)
-    1.3863
-    >>> round(float(loss(np.eye(4, dtype="float32"))), 4)
-    0.0
+        >>> import keras_transfer
+        >>> loss = keras_transfer.losses.EntropyLoss()
+        >>> round(float(loss(np.full((2, 4), 0.25, "float32"))), 4)
+        1.3863
+        >>> round(float(loss(np.eye(4, dtype="float32"))), 4)
+        0.0
     """
 
     target_only = True

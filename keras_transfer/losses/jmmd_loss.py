@@ -51,15 +51,15 @@ class JMMDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> rng = np.random.default_rng(0)
-    >>> f = rng.normal(size=(8, 4)).astype("float32")
-    >>> p = keras.ops.softmax(rng.normal(size=(8, 3))).numpy()
-    >>> loss = keras_transfer.losses.JMMDLoss()
-    >>> float(loss([f, p], [f, p]))
-    0.0
+        >>> import keras_transfer
+        >>> rng = np.random.default_rng(0)
+        >>> f = rng.normal(size=(8, 4)).astype("float32")
+        >>> p = keras.ops.softmax(rng.normal(size=(8, 3))).numpy()
+        >>> loss = keras_transfer.losses.JMMDLoss()
+        >>> float(loss([f, p], [f, p]))
+        0.0
     """
 
     def __init__(self, kernel_multipliers=DEFAULT_MULTIPLIERS,

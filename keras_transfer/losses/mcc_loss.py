@@ -31,14 +31,14 @@ class MCCLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> loss = keras_transfer.losses.MCCLoss()
-    >>> confident = np.eye(3, dtype="float32") * 0.98 + 0.0066
-    >>> confused = np.full((3, 3), 1 / 3, "float32")
-    >>> bool(loss(confident) < loss(confused))
-    True
+        >>> import keras_transfer
+        >>> loss = keras_transfer.losses.MCCLoss()
+        >>> confident = np.eye(3, dtype="float32") * 0.98 + 0.0066
+        >>> confused = np.full((3, 3), 1 / 3, "float32")
+        >>> bool(loss(confident) < loss(confused))
+        True
     """
 
     target_only = True

@@ -34,15 +34,15 @@ class MDDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> loss = keras_transfer.losses.MDDLoss(margin=2.0)
-    >>> main = np.array([[0.9, 0.1], [0.2, 0.8]], "float32")
-    >>> agree, disagree = main, main[:, ::-1]
-    >>> bool(loss([main, agree], [main, disagree]) <
-    ...      loss([main, disagree], [main, agree]))
-    True
+        >>> import keras_transfer
+        >>> loss = keras_transfer.losses.MDDLoss(margin=2.0)
+        >>> main = np.array([[0.9, 0.1], [0.2, 0.8]], "float32")
+        >>> agree, disagree = main, main[:, ::-1]
+        >>> bool(loss([main, agree], [main, disagree]) <
+        ...      loss([main, disagree], [main, agree]))
+        True
     """
 
     def __init__(self, margin=4.0, from_logits=False, name="mdd_loss", **kwargs):

@@ -82,15 +82,15 @@ class MMDLoss(DomainLoss):
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> loss = keras_transfer.losses.MMDLoss()
-    >>> x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
-    >>> float(loss(x, x))
-    0.0
-    >>> bool(loss(x, x + 3.0) > 0.5)
-    True
+        >>> import keras_transfer
+        >>> loss = keras_transfer.losses.MMDLoss()
+        >>> x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> float(loss(x, x))
+        0.0
+        >>> bool(loss(x, x + 3.0) > 0.5)
+        True
     """
 
     def __init__(self, kernel_multipliers=DEFAULT_MULTIPLIERS, linear=False,

@@ -116,26 +116,26 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             `None`. Named groups of variables, ordered from input to output.
         name: String. Name of the optimizer.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> model = keras.Sequential([
-    ...     keras.Input((4,)),
-    ...     keras.layers.Dense(8, name="body"),
-    ...     keras.layers.Dense(1, name="head"),
-    ... ], name="net")
-    >>> opt = keras_transfer.optimizers.DiscriminativeLR(
-    ...     keras.optimizers.Adam(1e-3), multipliers={"body/": 0.1}
-    ... )
-    >>> model.compile(optimizer=opt, loss="mse")
-    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=1, verbose=0)
-    >>> for path, factor in opt.get_multipliers().items():
-    ...     print(path, round(factor, 2))
-    net/body/kernel 0.1
-    net/body/bias 0.1
-    net/head/kernel 1.0
-    net/head/bias 1.0
-    >>> opt.set_multipliers({"body/": 0.0})  # freeze the body, no retrace
+        >>> import keras_transfer
+        >>> model = keras.Sequential([
+        ...     keras.Input((4,)),
+        ...     keras.layers.Dense(8, name="body"),
+        ...     keras.layers.Dense(1, name="head"),
+        ... ], name="net")
+        >>> opt = keras_transfer.optimizers.DiscriminativeLR(
+        ...     keras.optimizers.Adam(1e-3), multipliers={"body/": 0.1}
+        ... )
+        >>> model.compile(optimizer=opt, loss="mse")
+        >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=1, verbose=0)
+        >>> for path, factor in opt.get_multipliers().items():
+        ...     print(path, round(factor, 2))
+        net/body/kernel 0.1
+        net/body/bias 0.1
+        net/head/kernel 1.0
+        net/head/bias 1.0
+        >>> opt.set_multipliers({"body/": 0.0})  # freeze the body, no retrace
     """
 
     def __init__(

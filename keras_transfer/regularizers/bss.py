@@ -33,15 +33,15 @@ class BSS(keras.layers.Layer):
         eta: Float >= 0. Weight of the penalty. Defaults to 1e-3.
         **kwargs: Base layer keyword arguments, such as `name`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> inputs = keras.Input((6,))
-    >>> features = keras.layers.Dense(4, activation="relu")(inputs)
-    >>> features = keras_transfer.regularizers.BSS(k=1, eta=1e-3)(features)
-    >>> model = keras.Model(inputs, keras.layers.Dense(2)(features))
-    >>> model.compile(optimizer="adam", loss="mse")
-    >>> _ = model.fit(np.ones((8, 6)), np.ones((8, 2)), verbose=0)
+        >>> import keras_transfer
+        >>> inputs = keras.Input((6,))
+        >>> features = keras.layers.Dense(4, activation="relu")(inputs)
+        >>> features = keras_transfer.regularizers.BSS(k=1, eta=1e-3)(features)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2)(features))
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> _ = model.fit(np.ones((8, 6)), np.ones((8, 2)), verbose=0)
     """
 
     def __init__(self, k=1, eta=1e-3, **kwargs):

@@ -53,21 +53,21 @@ class L2SP(keras.layers.Wrapper):
             Defaults to 0.01.
         **kwargs: Base layer keyword arguments, such as `name`.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> body = keras.layers.Dense(4, name="pretrained")
-    >>> body.build((None, 3))
-    >>> inputs = keras.Input((3,))
-    >>> features = keras_transfer.regularizers.L2SP(body, alpha=0.1)(inputs)
-    >>> outputs = keras.layers.Dense(
-    ...     1, kernel_regularizer=keras_transfer.regularizers.L2SP.head_regularizer(
-    ...         0.01
-    ...     )
-    ... )(features)
-    >>> model = keras.Model(inputs, outputs)
-    >>> model.compile(optimizer="sgd", loss="mse")
-    >>> _ = model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+        >>> import keras_transfer
+        >>> body = keras.layers.Dense(4, name="pretrained")
+        >>> body.build((None, 3))
+        >>> inputs = keras.Input((3,))
+        >>> features = keras_transfer.regularizers.L2SP(body, alpha=0.1)(inputs)
+        >>> outputs = keras.layers.Dense(
+        ...     1, kernel_regularizer=keras_transfer.regularizers.L2SP.head_regularizer(
+        ...         0.01
+        ...     )
+        ... )(features)
+        >>> model = keras.Model(inputs, outputs)
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> _ = model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
     """
 
     def __init__(self, layer, alpha=0.01, **kwargs):

@@ -43,12 +43,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             final_div_factor)`. Defaults to 1e5.
         name: String. Name of the schedule.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> one_cycle = keras_transfer.schedules.OneCycle(max_lr=0.1, total_steps=100)
-    >>> [float(f"{float(one_cycle(t)):.3g}") for t in (0, 25, 100)]
-    [0.004, 0.1, 4e-08]
+        >>> import keras_transfer
+        >>> one_cycle = keras_transfer.schedules.OneCycle(max_lr=0.1, total_steps=100)
+        >>> tuple(float(f"{float(one_cycle(t)):.3g}") for t in (0, 25, 100))
+        (0.004, 0.1, 4e-08)
     """
 
     def __init__(

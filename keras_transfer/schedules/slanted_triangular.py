@@ -33,15 +33,15 @@ class SlantedTriangular(keras.optimizers.schedules.LearningRateSchedule):
             Defaults to 32, the paper's value.
         name: String. Name of the schedule.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> stlr = keras_transfer.schedules.SlantedTriangular(
-    ...     max_lr=0.01, total_steps=100, cut_frac=0.1, ratio=32
-    ... )
-    >>> [round(float(stlr(t)), 5) for t in (0, 5, 10, 55, 100)]
-    [0.00031, 0.00516, 0.01, 0.00516, 0.00031]
-    >>> optimizer = keras.optimizers.Adam(learning_rate=stlr)
+        >>> import keras_transfer
+        >>> stlr = keras_transfer.schedules.SlantedTriangular(
+        ...     max_lr=0.01, total_steps=100, cut_frac=0.1, ratio=32
+        ... )
+        >>> tuple(round(float(stlr(t)), 5) for t in (0, 5, 10, 55, 100))
+        (0.00031, 0.00516, 0.01, 0.00516, 0.00031)
+        >>> optimizer = keras.optimizers.Adam(learning_rate=stlr)
     """
 
     def __init__(self, max_lr, total_steps, cut_frac=0.1, ratio=32.0, name=None):

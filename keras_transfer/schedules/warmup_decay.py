@@ -38,14 +38,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             Defaults to 0.
         name: String. Name of the schedule.
 
-    Example:
+    Examples:
 
-    >>> import keras_transfer
-    >>> schedule = keras_transfer.schedules.WarmupDecay(
-    ...     peak_lr=1e-3, warmup_steps=10, decay_steps=90, shape="linear"
-    ... )
-    >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 55, 100, 200)]
-    [0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0]
+        >>> import keras_transfer
+        >>> schedule = keras_transfer.schedules.WarmupDecay(
+        ...     peak_lr=1e-3, warmup_steps=10, decay_steps=90, shape="linear"
+        ... )
+        >>> tuple(round(float(schedule(t)), 6) for t in (0, 5, 10, 55, 100, 200))
+        (0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0)
     """
 
     def __init__(

@@ -30,6 +30,11 @@ class BaselineRun(keras.callbacks.Callback):
         validation_data: Optional `(x_val, y_val)` tuple or dataset, evaluated
             after each baseline epoch (gives the `val_*` metrics).
         batch_size: Integer. Batch size for array inputs. Default 32.
+        check_inference: Boolean. After each epoch also evaluate the baseline
+            in inference mode on its training data (one more pass over it) and
+            record the metrics as `"inference_<name>"`. `report()` uses them
+            to detect a broken baseline (e.g. BatchNorm statistics that never
+            settle). Default True.
         verbose: Integer. Verbosity of the baseline's `fit`. Default 0.
 
     Attributes:
@@ -37,23 +42,23 @@ class BaselineRun(keras.callbacks.Callback):
         baseline_history: Dict of per-epoch metric lists of the baseline.
         transfer_history: Dict of per-epoch metric lists of the fitted model.
 
-    Example:
+    Examples:
 
-    >>> x = np.random.rand(32, 4).astype("float32")
-    >>> y = (x.sum(axis=1) > 2).astype("int32")
-    >>> def build():
-    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    ...     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
-    ...         from_logits=True), metrics=["accuracy"])
-    ...     return model
-    >>> run = BaselineRun(build, x, y, validation_data=(x, y), batch_size=8)
-    >>> model = build()
-    >>> _ = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y),
-    ...               callbacks=[run], verbose=0)
-    >>> len(run.baseline_history["val_accuracy"])
-    2
-    >>> run.report(metric="val_loss").verdict in ("positive", "neutral", "negative")
-    True
+        >>> x = np.random.rand(32, 4).astype("float32")
+        >>> y = (x.sum(axis=1) > 2).astype("int32")
+        >>> def build():
+        ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        ...     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        ...         from_logits=True), metrics=["accuracy"])
+        ...     return model
+        >>> run = BaselineRun(build, x, y, validation_data=(x, y), batch_size=8)
+        >>> model = build()
+        >>> _ = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y),
+        ...               callbacks=[run], verbose=0)
+        >>> len(run.baseline_history["val_accuracy"])
+        2
+        >>> run.report(metric="val_loss").verdict in ("positive", "neutral", "negative")
+        True
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class BaselineRun(keras.callbacks.Callback):
         y=None,
         validation_data=None,
         batch_size=32,
+        check_inference=True,
         verbose=0,
     ):
         super().__init__()
@@ -81,6 +87,7 @@ class BaselineRun(keras.callbacks.Callback):
         self.y = y
         self.validation_data = validation_data
         self.batch_size = batch_size
+        self.check_inference = bool(check_inference)
         self.verbose = verbose
         self.baseline_model = None
         self.baseline_history = {}
@@ -128,6 +135,18 @@ class BaselineRun(keras.callbacks.Callback):
         )
         for key, values in history.history.items():
             self.baseline_history.setdefault(key, []).append(float(values[-1]))
+        if self.check_inference:
+            results = self.baseline_model.evaluate(
+                self.x,
+                self.y,
+                batch_size=self.batch_size if is_array else None,
+                verbose=0,
+                return_dict=True,
+            )
+            for key, value in results.items():
+                self.baseline_history.setdefault(f"inference_{key}", []).append(
+                    float(value)
+                )
 
     def report(self, metric="val_accuracy", **kwargs):
         """A `TransferReport` of the fitted model against the baseline.
@@ -145,6 +164,10 @@ class BaselineRun(keras.callbacks.Callback):
                 "No epochs recorded yet: pass this callback to `model.fit` "
                 "before calling `report()`."
             )
+        train_name = metric[4:] if metric.startswith("val_") else metric
+        inference = self.baseline_history.get(f"inference_{train_name}")
+        if inference is not None:
+            kwargs.setdefault("baseline_train_inference", inference)
         return TransferReport(
             self.transfer_history, self.baseline_history, metric=metric, **kwargs
         )
@@ -155,6 +178,7 @@ class BaselineRun(keras.callbacks.Callback):
                 self.build_baseline
             ),
             "batch_size": self.batch_size,
+            "check_inference": self.check_inference,
             "verbose": self.verbose,
         }
 

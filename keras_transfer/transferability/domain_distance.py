@@ -47,16 +47,17 @@ def domain_distance(
     Returns:
         A Python float.
 
-    Example:
+    Examples:
 
-    >>> rng = np.random.default_rng(0)
-    >>> source = rng.normal(size=(200, 8))
-    >>> near = rng.normal(size=(200, 8))
-    >>> far = rng.normal(size=(200, 8)) + 1.5
-    >>> domain_distance(source, near) < 0.3 < domain_distance(source, far)
-    True
-    >>> bool(domain_distance(source, near, "mmd") < domain_distance(source, far, "mmd"))
-    True
+        >>> rng = np.random.default_rng(0)
+        >>> source = rng.normal(size=(200, 8))
+        >>> near = rng.normal(size=(200, 8))
+        >>> far = rng.normal(size=(200, 8)) + 1.5
+        >>> domain_distance(source, near) < 0.3 < domain_distance(source, far)
+        True
+        >>> near_mmd = domain_distance(source, near, "mmd")
+        >>> bool(near_mmd < domain_distance(source, far, "mmd"))
+        True
     """
     if method not in METHODS:
         raise ValueError(

@@ -31,14 +31,14 @@ def h_score(features, labels, shrinkage=None):
     Returns:
         A Python float: the H-score.
 
-    Example:
+    Examples:
 
-    >>> f = np.array([[0.0], [2.0], [4.0], [6.0]])
-    >>> y = np.array([0, 0, 1, 1])
-    >>> h_score(f, y)  # between-class variance 4 / total variance 5
-    0.8
-    >>> round(h_score(f, y, shrinkage=0.5), 4)  # 0.5 * 4 / (0.5 * 5 + 0.5 * 5)
-    0.4
+        >>> f = np.array([[0.0], [2.0], [4.0], [6.0]])
+        >>> y = np.array([0, 0, 1, 1])
+        >>> h_score(f, y)  # between-class variance 4 / total variance 5
+        0.8
+        >>> round(h_score(f, y, shrinkage=0.5), 4)  # 0.5 * 4 / (0.5 * 5 + 0.5 * 5)
+        0.4
     """
     if shrinkage is not None and not (
         shrinkage == "auto"

@@ -32,12 +32,12 @@ def leep(source_probabilities, labels, atol=1e-3):
     Returns:
         A Python float: the LEEP score (an average log-probability, <= 0).
 
-    Example:
+    Examples:
 
-    >>> theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
-    >>> y = np.array([0, 0, 1, 1])
-    >>> round(leep(theta, y), 4)
-    -0.3426
+        >>> theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
+        >>> y = np.array([0, 0, 1, 1])
+        >>> round(leep(theta, y), 4)
+        -0.3426
     """
     p = to_numpy(source_probabilities, "source_probabilities")
     if p.ndim != 2:

@@ -52,17 +52,17 @@ def logme(features, labels, regression=None, tol=1e-3, max_iter=11):
     Returns:
         A Python float: the LogME score.
 
-    Example:
+    Examples:
 
-    >>> rng = np.random.default_rng(0)
-    >>> y = rng.integers(0, 3, 300)
-    >>> informative = rng.normal(size=(300, 16)) + 2.0 * np.eye(16)[y]
-    >>> noise = rng.normal(size=(300, 16))
-    >>> logme(informative, y) > logme(noise, y)
-    True
-    >>> targets = noise[:, :2] @ np.array([[1.0], [-2.0]])  # regression
-    >>> round(logme(noise, targets[:, 0]), 1) > 0
-    True
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 3, 300)
+        >>> informative = rng.normal(size=(300, 16)) + 2.0 * np.eye(16)[y]
+        >>> noise = rng.normal(size=(300, 16))
+        >>> logme(informative, y) > logme(noise, y)
+        True
+        >>> targets = noise[:, :2] @ np.array([[1.0], [-2.0]])  # regression
+        >>> round(logme(noise, targets[:, 0]), 1) > 0
+        True
     """
     if not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"`tol` must be a positive float. Received: tol={tol}")

@@ -30,13 +30,13 @@ def nce(source_labels, labels):
     Returns:
         A Python float: the NCE score (in nats, <= 0).
 
-    Example:
+    Examples:
 
-    >>> z = np.array([0, 0, 1, 1, 2, 2])
-    >>> nce(z, np.array([0, 0, 1, 1, 1, 1]))  # z determines y
-    0.0
-    >>> round(nce(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])), 4)  # -log 2
-    -0.6931
+        >>> z = np.array([0, 0, 1, 1, 2, 2])
+        >>> nce(z, np.array([0, 0, 1, 1, 1, 1]))  # z determines y
+        0.0
+        >>> round(nce(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])), 4)  # -log 2
+        -0.6931
     """
     z = to_numpy(source_labels, "source_labels")
     y = to_numpy(labels, "labels")

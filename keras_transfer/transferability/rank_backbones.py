@@ -85,18 +85,18 @@ def rank_backbones(
         metric, `"num_features"` and `"seconds"` (feature extraction plus
         scoring).
 
-    Example:
+    Examples:
 
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(60, 8)).astype("float32")
-    >>> y = (x[:, 0] > 0).astype("int64")
-    >>> informative = keras.Sequential([keras.Input((8,)), keras.layers.Dense(
-    ...     4, kernel_initializer=keras.initializers.Identity())])
-    >>> random = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    >>> table = rank_backbones({"informative": informative, "random": random},
-    ...                        (x, y), verbose=0)
-    >>> list(table["name"])
-    ['informative', 'random']
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(60, 8)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int64")
+        >>> informative = keras.Sequential([keras.Input((8,)), keras.layers.Dense(
+        ...     4, kernel_initializer=keras.initializers.Identity())])
+        >>> random = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> table = rank_backbones({"informative": informative, "random": random},
+        ...                        (x, y), verbose=0)
+        >>> list(table["name"])
+        ['informative', 'random']
     """
     metrics = _metric_list(metric)
     entries = _candidate_list(candidates)

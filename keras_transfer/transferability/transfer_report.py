@@ -92,20 +92,28 @@ class TransferReport:
             its own training data (then training and evaluation must agree).
         broken_gap: Float. How far (metric units) the training metric may be
             above the evaluation metric (with `same_data=True`), or above
-            chance while evaluation is at chance, before the baseline counts
-            as broken. Default 0.25.
+            the same metric measured in inference mode on the training data,
+            or above chance while evaluation is at chance, before the baseline
+            counts as broken. Default 0.25.
+        baseline_train: Optional list. The baseline's per-epoch training
+            metric; by default read from `baseline` (`"accuracy"` for
+            `"val_accuracy"`).
+        baseline_train_inference: Optional list. The baseline's metric
+            measured in inference mode on its own training data after each
+            epoch (`BaselineRun` records it). Far below the training metric
+            means training-mode and inference-mode outputs disagree.
 
-    Example:
+    Examples:
 
-    >>> transfer = {"val_accuracy": [0.60, 0.70, 0.75, 0.78]}
-    >>> baseline = {"val_accuracy": [0.20, 0.40, 0.55, 0.65]}
-    >>> report = TransferReport(transfer, baseline, metric="val_accuracy")
-    >>> report.verdict
-    'positive'
-    >>> round(report.jumpstart, 2), round(report.asymptotic_gain, 2)
-    (0.4, 0.13)
-    >>> report.epochs_to_threshold  # reaching the baseline's final 0.65
-    {'transfer': 2, 'baseline': 4}
+        >>> transfer = {"val_accuracy": [0.60, 0.70, 0.75, 0.78]}
+        >>> baseline = {"val_accuracy": [0.20, 0.40, 0.55, 0.65]}
+        >>> report = TransferReport(transfer, baseline, metric="val_accuracy")
+        >>> report.verdict
+        'positive'
+        >>> round(report.jumpstart, 2), round(report.asymptotic_gain, 2)
+        (0.4, 0.13)
+        >>> report.epochs_to_threshold  # reaching the baseline's final 0.65
+        {'transfer': 2, 'baseline': 4}
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class TransferReport:
         same_data=False,
         broken_gap=0.25,
         baseline_train=None,
+        baseline_train_inference=None,
     ):
         if not isinstance(metric, str) or not metric:
             raise ValueError(
@@ -162,6 +171,11 @@ class TransferReport:
             self.baseline_train_curve = curve_of(baseline, train_name, "baseline")
         else:
             self.baseline_train_curve = None
+        self.baseline_train_inference_curve = (
+            None
+            if baseline_train_inference is None
+            else [float(v) for v in baseline_train_inference]
+        )
         self.threshold = (
             float(self.baseline_curve[-1]) if threshold is None else float(threshold)
         )
@@ -211,7 +225,7 @@ class TransferReport:
         accuracy_like = self.higher_is_better and "acc" in self.metric.lower()
         if self.num_classes and accuracy_like:
             chance = 1.0 / self.num_classes
-            margin = max(0.02, 0.1 * chance)
+            margin = min(0.1, max(0.03, 0.5 * chance))
             at_chance = float(np.max(b)) <= chance + margin
             if at_chance and train is not None:
                 fitted = float(train[min(len(train), self.epochs) - 1])
@@ -235,6 +249,21 @@ class TransferReport:
                     f"{self.num_classes} classes): it learned nothing, so a "
                     "comparison with it says nothing about transfer. Check its "
                     "training (learning rate, BatchNorm statistics, epochs)."
+                )
+        inference = self.baseline_train_inference_curve
+        if train is not None and inference:
+            n = min(len(train), len(inference), self.epochs)
+            gap = s * (train[n - 1] - inference[n - 1])
+            if gap > self.broken_gap:
+                return (
+                    f"on its own training data the baseline scores "
+                    f"{train[n - 1]:.3f} in training mode but {inference[n - 1]:.3f} "
+                    f"in inference mode (gap {gap:.3f} > broken_gap="
+                    f"{self.broken_gap}). Its inference-mode outputs are not "
+                    "what it learned, typically because BatchNorm moving "
+                    "statistics have not settled (few images, few steps); "
+                    "comparisons with it are not sound. Train a sounder "
+                    "baseline (freeze or remove BatchNorm, more steps)."
                 )
         if self.same_data and train is not None:
             n = min(len(train), self.epochs)
@@ -307,6 +336,11 @@ class TransferReport:
                 if self.baseline_train_curve is None
                 else list(self.baseline_train_curve)
             ),
+            "baseline_train_inference_curve": (
+                None
+                if self.baseline_train_inference_curve is None
+                else list(self.baseline_train_inference_curve)
+            ),
             "epochs": self.epochs,
             "jumpstart": self.jumpstart,
             "area_gain": self.area_gain,
@@ -331,6 +365,7 @@ class TransferReport:
             same_data=data["same_data"],
             broken_gap=data["broken_gap"],
             baseline_train=data.get("baseline_train_curve"),
+            baseline_train_inference=data.get("baseline_train_inference_curve"),
         )
 
     def get_config(self):

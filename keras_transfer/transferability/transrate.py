@@ -33,16 +33,16 @@ def transrate(features, labels, eps=1e-4, center=True):
     Returns:
         A Python float: the TransRate in nats.
 
-    Example:
+    Examples:
 
-    >>> rng = np.random.default_rng(0)
-    >>> y = np.repeat([0, 1], 50)
-    >>> directions = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
-    >>> noise = rng.normal(size=(100, 4))
-    >>> separated = noise * directions[y]  # each class in its own 2D subspace
-    >>> mixed = noise
-    >>> transrate(separated, y) > transrate(mixed, y)
-    True
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1], 50)
+        >>> directions = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+        >>> noise = rng.normal(size=(100, 4))
+        >>> separated = noise * directions[y]  # each class in its own 2D subspace
+        >>> mixed = noise
+        >>> transrate(separated, y) > transrate(mixed, y)
+        True
     """
     if not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"`eps` must be a positive float. Received: eps={eps}")

@@ -27,11 +27,11 @@ def require(module_name, purpose=None):
     Returns:
         The imported module.
 
-    Example:
+    Examples:
 
-    >>> np = require("numpy")
-    >>> np.__name__
-    'numpy'
+        >>> np = require("numpy")
+        >>> np.__name__
+        'numpy'
     """
     try:
         return importlib.import_module(module_name)

@@ -38,7 +38,33 @@ def build_plain():
     return model, []
 
 
-RECIPES = {"plain": build_plain}
+def build_gradual_dlr():
+    """A fine-tune as users run it: gradual unfreezing + DiscriminativeLR."""
+    from keras_transfer.backbones import Backbone
+    from keras_transfer.callbacks import GradualUnfreezing
+    from keras_transfer.optimizers import DiscriminativeLR
+
+    inputs = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="low_conv")(inputs)
+    h = keras.layers.BatchNormalization(name="low_bn")(h)
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="high_conv")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    backbone = Backbone(
+        inputs, h, groups={"low": "low_.*", "high": "high_conv|pool"}, name="bb"
+    )
+    model = keras.Sequential([backbone, keras.layers.Dense(2, name="head")])
+    optimizer = DiscriminativeLR(
+        keras.optimizers.Adam(1e-2), layer_decay=0.5, groups=backbone
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    unfreezing = GradualUnfreezing(backbone, schedule=[1, 2], freeze_bn=True)
+    return model, [unfreezing]
+
+
+RECIPES = {"plain": build_plain, "gradual_dlr": build_gradual_dlr}
 
 
 def main():
@@ -58,7 +84,10 @@ def main():
         tf.data.experimental.AutoShardPolicy.DATA
     )
     ds = ds.with_options(options)
-    model.fit(ds, epochs=3, steps_per_epoch=4, callbacks=callbacks, verbose=0)
+    history = model.fit(
+        ds, epochs=3, steps_per_epoch=4, callbacks=callbacks, verbose=0
+    )
+    print("unfrozen_groups", history.history.get("unfrozen_groups"), flush=True)
     final = [keras.ops.convert_to_numpy(w) for w in model.weights]
     np.savez(
         out,
