@@ -72,6 +72,20 @@ def _source_part(value):
     return value
 
 
+def _known_input_shape(model):
+    """The input shape of a built single-input model, or None."""
+    if not getattr(model, "built", False):
+        return None
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 1:
+        return None
+    shape = getattr(inputs[0], "shape", None)
+    return tuple(shape) if shape is not None else None
+
+
 @keras_transfer_export("keras_transfer.adaptation.DomainAdaptationModel")
 class DomainAdaptationModel(keras.Model):
     """Feature extractor + classifier trained to work on an unlabelled domain.
@@ -258,6 +272,13 @@ class DomainAdaptationModel(keras.Model):
         self._target_labels_seen = False
         self._input_shape = None
         self._cdan_projection = None
+        # Build every part now when the input shape is known (a functional
+        # feature extractor, e.g. a Backbone): then `model.trainable_variables`
+        # is complete before `fit`, which callbacks that build the optimizer
+        # up front (`GradualUnfreezing`) rely on.
+        known_shape = _known_input_shape(feature_extractor)
+        if known_shape is not None:
+            self.build(known_shape)
 
     # ------------------------------------------------------------------ build
 
@@ -300,8 +321,10 @@ class DomainAdaptationModel(keras.Model):
                             trainable=False,
                             name=f"cdan_projection_{part}",
                         )
-                        for part, size in (("features", flat),
-                                           ("predictions", num_classes))
+                        for part, size in (
+                            ("features", flat),
+                            ("predictions", num_classes),
+                        )
                     ]
             if not self.discriminator.built:
                 self.discriminator.build((None, disc_dim))
@@ -357,8 +380,9 @@ class DomainAdaptationModel(keras.Model):
 
     # ----------------------------------------------------------------- losses
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
         return super().compute_loss(
             x=_source_part(x),
             y=_source_part(y),
@@ -381,8 +405,10 @@ class DomainAdaptationModel(keras.Model):
         if self._cdan_projection is not None:
             r_f, r_p = self._cdan_projection
             dim = float(self.cdan_random_dim)
-            return ops.matmul(features, r_f) * ops.matmul(probabilities, r_p) / (
-                math.sqrt(dim)
+            return (
+                ops.matmul(features, r_f)
+                * ops.matmul(probabilities, r_p)
+                / (math.sqrt(dim))
             )
         outer = ops.expand_dims(probabilities, 2) * ops.expand_dims(features, 1)
         return ops.reshape(outer, (ops.shape(features)[0], -1))
@@ -432,8 +458,10 @@ class DomainAdaptationModel(keras.Model):
         logits = ops.reshape(ops.cast(logits, "float32"), (-1,))
         n = ops.shape(logits)[0]
         labels = ops.cast(ops.arange(n) < n_source, "float32")
-        per_sample = ops.maximum(logits, 0.0) - logits * labels + ops.log1p(
-            ops.exp(-ops.abs(logits))
+        per_sample = (
+            ops.maximum(logits, 0.0)
+            - logits * labels
+            + ops.log1p(ops.exp(-ops.abs(logits)))
         )
         if weights is None:
             weights = ops.ones_like(per_sample)
@@ -473,9 +501,7 @@ class DomainAdaptationModel(keras.Model):
         self._check_shapes(x_s.shape, x_t.shape)
         if not self.built:
             # Without a distribution strategy Keras builds lazily, at trace time.
-            self.build(
-                {SOURCE: tuple(x_s.shape), TARGET: tuple(x_t.shape)}
-            )
+            self.build({SOURCE: tuple(x_s.shape), TARGET: tuple(x_t.shape)})
         for n in (x_s.shape[0], x_t.shape[0]):
             if n is not None and n < 2 and any(m in NEEDS_TWO for m in self.method):
                 raise ValueError(
@@ -510,8 +536,9 @@ class DomainAdaptationModel(keras.Model):
                     value, "float32"
                 )
             classification_unscaled = ops.cast(classification, "float32") * replicas
-            total = classification + ops.cast(adaptation / replicas,
-                                              classification.dtype)
+            total = classification + ops.cast(
+                adaptation / replicas, classification.dtype
+            )
             scaled = self.optimizer.scale_loss(total) if self.optimizer else total
         weights = self.trainable_weights
         gradients = tape.gradient(scaled, weights)
@@ -556,8 +583,12 @@ class DomainAdaptationModel(keras.Model):
         return {k: v for k, v in logs.items() if k not in self._training_only()}
 
     def _training_only(self):
-        names = {"classification_loss", "adaptation_loss", "domain_accuracy",
-                 "target_accuracy"}
+        names = {
+            "classification_loss",
+            "adaptation_loss",
+            "domain_accuracy",
+            "target_accuracy",
+        }
         return names | {_metric_name(m) for m in self.method}
 
     # ----------------------------------------------------------------- config
