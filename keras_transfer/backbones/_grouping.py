@@ -15,6 +15,7 @@ import re
 import keras
 
 from keras_transfer.backbones.layer_group import LayerGroup
+from keras_transfer.utils.variables import count_params
 
 
 def _expanded(layer):
@@ -43,13 +44,7 @@ def unit_layers(model):
 
 
 def layer_param_count(layer):
-    total = 0
-    for v in layer.weights:
-        size = 1
-        for dim in v.shape:
-            size *= int(dim)
-        total += size
-    return total
+    return count_params(layer.weights)
 
 
 def _names_by_rule(units, rule, arg_name="groups"):

@@ -10,6 +10,7 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones import _families, _graph, _grouping
 from keras_transfer.backbones.image_preprocessing import APPLICATION_MODES, MODES
 from keras_transfer.utils.optional import require
+from keras_transfer.utils.variables import count_params
 
 
 def _is_batch_norm(layer):
@@ -273,7 +274,7 @@ class Backbone(keras.Model):
         total_trainable = 0
         for group in self._layer_groups:
             params = group.count_params()
-            trainable_params = sum(_size(v) for v in group.trainable_variables)
+            trainable_params = count_params(group.trainable_variables)
             total += params
             total_trainable += trainable_params
             span = f"{group.layers[0].name} -> {group.layers[-1].name}"
@@ -685,8 +686,3 @@ def _offline_error(what, error, hint):
     )
 
 
-def _size(variable):
-    size = 1
-    for dim in variable.shape:
-        size *= int(dim)
-    return size

@@ -1,6 +1,7 @@
 """`LayerGroup`: a named, ordered slice of a backbone's layers."""
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.variables import count_params
 
 
 @keras_transfer_export("keras_transfer.backbones.LayerGroup")
@@ -92,13 +93,7 @@ class LayerGroup:
 
     def count_params(self):
         """Number of scalars in the group's weights (trainable and not)."""
-        total = 0
-        for v in self.variables:
-            size = 1
-            for dim in v.shape:
-                size *= int(dim)
-            total += size
-        return total
+        return count_params(self.variables)
 
     def get_config(self):
         return {"name": self.name, "layers": self.layer_names}

@@ -3,6 +3,7 @@
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.variables import count_params
 
 
 @keras_transfer_export("keras_transfer.callbacks.GradualUnfreezing")
@@ -251,7 +252,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             return
         logs["unfrozen_groups"] = self._active
         logs["trainable_params"] = int(
-            sum(_size(v) for v in self.model.trainable_variables)
+            count_params(self.model.trainable_variables)
         )
 
     def get_config(self):
@@ -403,8 +404,3 @@ def _strategy_scope(model):
     return strategy.scope()
 
 
-def _size(variable):
-    size = 1
-    for dim in variable.shape:
-        size *= int(dim)
-    return size
