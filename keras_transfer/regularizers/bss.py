@@ -1,11 +1,11 @@
 """`BSS`: batch spectral shrinkage of the feature batch."""
 
-import math
 import numbers
 
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_positive
 
 
 @keras_transfer_export("keras_transfer.regularizers.BSS")
@@ -47,15 +47,7 @@ class BSS(keras.layers.Layer):
     def __init__(self, k=1, eta=1e-3, **kwargs):
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
-        if (
-            isinstance(eta, bool)
-            or not isinstance(eta, numbers.Real)
-            or not math.isfinite(eta)
-            or eta < 0
-        ):
-            raise ValueError(
-                f"`eta` must be a finite number >= 0. Received: eta={eta!r}"
-            )
+        check_positive("eta", eta, allow_zero=True)
         super().__init__(**kwargs)
         self.k = int(k)
         self.eta = float(eta)

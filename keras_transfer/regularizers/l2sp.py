@@ -1,12 +1,11 @@
 """`L2SP`: keep fine-tuned weights close to their pretrained starting point."""
 
-import math
-import numbers
 import types
 
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_positive
 
 
 def _trainable_kind_variables(layer):
@@ -71,15 +70,7 @@ class L2SP(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, alpha=0.01, **kwargs):
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, numbers.Real)
-            or not math.isfinite(alpha)
-            or alpha < 0
-        ):
-            raise ValueError(
-                f"`alpha` must be a finite number >= 0. Received: alpha={alpha!r}"
-            )
+        check_positive("alpha", alpha, allow_zero=True)
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "`layer` must be a Keras layer or model (the pretrained part). "
@@ -98,15 +89,7 @@ class L2SP(keras.layers.Wrapper):
         Returns:
             A `keras.regularizers.L2` with factor `beta / 2`.
         """
-        if (
-            isinstance(beta, bool)
-            or not isinstance(beta, numbers.Real)
-            or not math.isfinite(beta)
-            or beta < 0
-        ):
-            raise ValueError(
-                f"`beta` must be a finite number >= 0. Received: beta={beta!r}"
-            )
+        check_positive("beta", beta, allow_zero=True)
         return keras.regularizers.L2(beta / 2.0)
 
     def build(self, input_shape=None):

@@ -5,7 +5,7 @@ import math
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
-from keras_transfer.schedules._checks import check_fraction, check_positive, check_steps
+from keras_transfer.utils.checks import check_fraction, check_positive, check_steps
 
 
 def _cosine(start, end, pos):

@@ -3,7 +3,7 @@
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
-from keras_transfer.schedules._checks import check_fraction, check_positive, check_steps
+from keras_transfer.utils.checks import check_fraction, check_positive, check_steps
 
 
 @keras_transfer_export("keras_transfer.schedules.SlantedTriangular")

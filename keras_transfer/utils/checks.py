@@ -1,4 +1,4 @@
-"""Argument checks shared by the schedules."""
+"""Argument checks shared across the package (numbers, steps, fractions)."""
 
 import math
 import numbers
