@@ -12,7 +12,7 @@ from keras_transfer.backbones import (
     feature_extractor,
     fit_head_on_features,
 )
-from tests.testing import run_model_saving_test, run_serialization_test
+from tests.testing import run_model_saving_test, run_serialization_test, tiny_bert
 
 
 class CallCounter(keras.layers.Layer):
@@ -128,23 +128,7 @@ def test_feature_bad_input():
 
 @pytest.mark.slow
 def test_fit_head_on_text_features():
-    from keras_transfer.utils import require
-
-    keras_hub = require("keras_hub")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
-        tokenizer, sequence_length=6
-    )
-    hub = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocab),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=6,
-    )
-    backbone = Backbone.from_model(hub)
+    backbone, preprocessor = tiny_bert()
     backbone.freeze()
     texts = ["good movie", "bad movie", "good good", "bad", "movie good", "bad bad"]
     labels = [1, 0, 1, 0, 1, 0]

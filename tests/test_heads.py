@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from keras_transfer.backbones import Backbone, ImagePreprocessing, add_head
-from keras_transfer.utils import require
 from tests.testing import (
     changed_paths,
     run_model_saving_test,
     run_serialization_test,
+    tiny_bert,
     weights_snapshot,
 )
 
@@ -118,21 +118,7 @@ def test_head_under_mirrored_strategy(strategy):
 
 @pytest.mark.slow
 def test_text_head_takes_strings(tmp_path):
-    keras_hub = require("keras_hub")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
-        tokenizer, sequence_length=6
-    )
-    hub = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocab),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=6,
-    )
-    backbone = Backbone.from_model(hub)
+    backbone, preprocessor = tiny_bert()
     model = add_head(backbone, 2, preprocessing=preprocessor)
     texts = np.array(["good movie", "bad movie", "Good good", "bad"])
     labels = np.array([1, 0, 1, 0])

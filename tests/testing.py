@@ -95,3 +95,28 @@ def changed_paths(before, variables, atol=0.0):
         if np.max(np.abs(before[v.path] - keras.ops.convert_to_numpy(v))) > atol:
             out.add(v.path)
     return out
+
+
+def tiny_bert(sequence_length=6):
+    """A one-layer keras-hub BERT as a `Backbone`, and its text preprocessor.
+
+    Vocabulary: "good", "bad", "movie" and the special tokens; lowercasing on.
+    """
+    from keras_transfer.backbones import Backbone
+    from keras_transfer.utils import require
+
+    keras_hub = require("keras_hub")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=sequence_length
+    )
+    network = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocab),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=sequence_length,
+    )
+    return Backbone.from_model(network), preprocessor
