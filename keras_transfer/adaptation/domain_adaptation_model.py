@@ -20,6 +20,8 @@ METHODS = ("dann", "cdan", "cdan+e", "mdd", "mmd", "jmmd", "coral", "mcc", "entr
 ADVERSARIAL = ("dann", "cdan", "cdan+e")
 # Methods whose estimator needs two samples per domain in a batch.
 NEEDS_TWO = ("coral", "mmd", "jmmd", "dann", "cdan", "cdan+e", "mcc")
+# Methods that read the classifier's predictions on the target batch.
+READS_TARGET_PREDICTIONS = ("jmmd", "mcc", "entropy", "mdd", "cdan", "cdan+e")
 SOURCE, TARGET = "source", "target"
 
 
@@ -111,6 +113,13 @@ class DomainAdaptationModel(keras.Model):
     - `"mmd"`, `"jmmd"`, `"coral"`: `MMDLoss`, `JMMDLoss` (features and
       predictions), `CORALLoss` on the features.
     - `"mcc"`, `"entropy"`: `MCCLoss`, `EntropyLoss` on target predictions.
+
+    Each step runs the feature extractor once, on the source and target
+    batches concatenated (so BatchNormalization in it sees both domains).
+    The classifier runs on both halves when a method reads target predictions
+    (`"cdan"`, `"cdan+e"`, `"mdd"`, `"jmmd"`, `"mcc"`, `"entropy"`) or the
+    data carries target labels; for `"dann"`, `"mmd"` and `"coral"` alone it
+    runs on the source half only, which saves its cost on the target.
 
     The adversarial methods share one `GradientReversal` layer
     (`model.gradient_reversal`) whose factor `lambda_` scales the gradient
@@ -522,8 +531,17 @@ class DomainAdaptationModel(keras.Model):
         with tf.GradientTape() as tape:
             x_all = ops.concatenate([x_s, ops.cast(x_t, x_s.dtype)], axis=0)
             features = self.feature_extractor(x_all, training=True)
-            predictions = self.classifier(features, training=True)
-            p_s = predictions[:n_source]
+            if y_t is not None or any(
+                m in READS_TARGET_PREDICTIONS for m in self.method
+            ):
+                predictions = self.classifier(features, training=True)
+                p_s = predictions[:n_source]
+            else:
+                # DANN, CORAL and MMD align features only: the classifier
+                # runs on the source half alone.
+                p_s = predictions = self.classifier(
+                    features[:n_source], training=True
+                )
             classification = self._compute_loss(
                 x=x_s, y=y_s, y_pred=p_s, sample_weight=sample_weight, training=True
             )
