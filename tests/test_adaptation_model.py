@@ -88,6 +88,63 @@ def test_combined_methods_with_weights():
     assert logs["adaptation_loss"][0] == pytest.approx(total, rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["dann", "cdan+e", "mdd"])
+def test_fit_warms_lambda_up_along_the_dann_schedule(method):
+    from keras_transfer.callbacks import DANNLambdaScheduler
+
+    data, _ = _data(n_source=32, n_target=32)  # 4 steps per epoch
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            lam = self.model.gradient_reversal.lambda_variable.numpy()
+            seen.append(float(lam))
+
+    seen = []
+    model = _compile(_model(method, lambda_=0.5))
+    model.fit(data, epochs=2, verbose=0, callbacks=[Record()])
+    schedule = DANNLambdaScheduler(max_value=0.5)
+    np.testing.assert_allclose(
+        seen, [schedule.value(step / 8) for step in range(8)], rtol=1e-6
+    )
+    # Off: lambda_ from the first step. A scheduler of one's own replaces the
+    # default one.
+    seen.clear()
+    model = _compile(_model(method, lambda_=0.5, lambda_warmup=False))
+    model.fit(data, epochs=1, verbose=0, callbacks=[Record()])
+    assert seen == [0.5] * 4
+    seen.clear()
+    model = _compile(_model(method, lambda_=0.5))
+    mine = DANNLambdaScheduler(max_value=2.0, total_steps=2)
+    model.fit(data, epochs=1, verbose=0, callbacks=[mine, Record()])
+    np.testing.assert_allclose(
+        seen, [mine.value(min(step / 2, 1.0)) for step in range(4)], rtol=1e-6
+    )
+
+
+def test_lambda_stays_when_the_number_of_steps_is_unknown():
+    data, _ = _data()
+    endless = data.repeat().filter(lambda x, y: True)  # unknown cardinality
+    model = _compile(_model("dann", lambda_=0.5))
+    with pytest.warns(UserWarning, match="not known"):
+        model.fit(endless.take(3), epochs=1, verbose=0)
+    assert float(model.gradient_reversal.lambda_variable.numpy()) == 0.5
+
+
+def test_discriminator_loss_is_bounded():
+    # A discriminator that is confidently wrong by far: the loss saturates
+    # at the clipped logit (16), it does not grow with the logits.
+    model = _model("dann")
+    model.build((None, 4))
+    logits = model.discriminator.logit
+    logits.kernel.assign(np.full(logits.kernel.shape, 1e3, "float32"))
+    features = np.abs(np.random.default_rng(0).normal(size=(8, 6))) + 1.0
+    # Source (label 1) gets logit +big: right; target (label 0) +big: wrong.
+    loss, _ = model._domain_loss(
+        "dann", features.astype("float32"), None, 4, training=False
+    )
+    assert 0.5 * 16.0 - 1e-3 <= float(loss) <= 0.5 * 16.0 + 1e-3
+
+
 class _BatchSizeRecorder(keras.layers.Layer):
     """Identity that records the static batch size of each training call."""
 
@@ -132,7 +189,10 @@ def test_reversal_makes_the_features_fight_the_discriminator():
     data, _ = _data()
     steps = []
     for lam in (0.0, 1.0):
-        model = _compile(_model("dann", lambda_=lam), keras.optimizers.SGD(0.1))
+        model = _compile(
+            _model("dann", lambda_=lam, lambda_warmup=False),
+            keras.optimizers.SGD(0.1),
+        )
         model.fit(data.take(1), epochs=1, verbose=0)
         steps.append([w.numpy() for w in model.feature_extractor.weights])
     assert not np.allclose(steps[0][0], steps[1][0])

@@ -482,3 +482,41 @@ def test_optimizer_that_already_stepped_over_fewer_variables_is_an_error():
             x, y, epochs=2, callbacks=[GradualUnfreezing(backbone)], verbose=0
         )
 
+
+
+def test_model_with_layers_not_built_yet_is_a_clear_error():
+    # The optimizer is built before the first step; a layer that creates its
+    # variables only inside the train step (here the domain discriminator of
+    # a DomainAdaptationModel whose feature extractor has no Input) would be
+    # left out of it. The callback says so, and building the model first
+    # is the way out.
+    from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
+    from keras_transfer.layers import DomainDiscriminator
+
+    def adaptation_model():
+        keras.utils.set_random_seed(0)
+        backbone = make_backbone()
+        features = keras.Sequential([backbone])  # no Input: built lazily
+        head = keras.Sequential([keras.layers.Dense(2, activation="softmax")])
+        model = DomainAdaptationModel(
+            features, head, discriminator=DomainDiscriminator((4,),
+            name="domain_discriminator"),
+        )
+        model.compile("adam", "sparse_categorical_crossentropy")
+        return model, backbone
+
+    rng = np.random.default_rng(0)
+    paired = pair_datasets(
+        (rng.normal(size=(16, 6)).astype("float32"), rng.integers(0, 2, 16)),
+        rng.normal(size=(16, 6)).astype("float32"), batch_size=8,
+    )
+    model, backbone = adaptation_model()
+    with pytest.raises(ValueError, match="domain_discriminator.*model.build"):
+        model.fit(paired, epochs=2, verbose=0,
+                  callbacks=[GradualUnfreezing(backbone)])
+
+    model, backbone = adaptation_model()
+    model.build((None, 6))
+    before = weights_snapshot(model.discriminator.weights)
+    model.fit(paired, epochs=2, verbose=0, callbacks=[GradualUnfreezing(backbone)])
+    assert changed_paths(before, model.discriminator.weights)

@@ -129,6 +129,16 @@ def test_text_head_takes_strings(tmp_path):
     history = model.fit(data, epochs=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     run_model_saving_test(model, tf.constant(texts), tmp_path, atol=1e-5)
+    # Raw strings as NumPy arrays and lists go straight into fit/evaluate/predict.
+    expected = model.predict(tf.constant(texts), verbose=0)
+    np.testing.assert_allclose(model.predict(texts, verbose=0), expected)
+    np.testing.assert_allclose(model.predict(list(texts), verbose=0), expected)
+    loss = model.evaluate(list(texts), labels, verbose=0)
+    assert loss == pytest.approx(
+        model.evaluate(tf.constant(texts), labels, verbose=0)
+    )
+    history = model.fit(texts, labels, epochs=2, batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
 
 
 def test_add_head_bad_input():

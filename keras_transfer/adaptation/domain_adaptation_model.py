@@ -123,8 +123,14 @@ class DomainAdaptationModel(keras.Model):
 
     The adversarial methods share one `GradientReversal` layer
     (`model.gradient_reversal`) whose factor `lambda_` scales the gradient
-    that reaches the feature extractor; schedule it with
-    `keras_transfer.callbacks.DANNLambdaScheduler`.
+    that reaches the feature extractor. By default (`lambda_warmup=True`)
+    `fit()` raises it from 0 to `lambda_` along the DANN schedule
+    (`keras_transfer.callbacks.DANNLambdaScheduler`, added to the callbacks
+    unless they already hold one): with the full factor from the first step,
+    the reversed gradient can push still-random features apart until they
+    blow up. The domain logits are clipped to [-16, 16] in the
+    discriminator's loss, which bounds it (as sigmoid outputs with a 1e-7
+    floor do).
 
     `call()` and `predict()` return the classifier's predictions only (for a
     paired dict input, those on the source). Validate with labelled target
@@ -159,6 +165,13 @@ class DomainAdaptationModel(keras.Model):
         cdan_random_dim: Int. Above this size of the multilinear map
             (features x classes), CDAN uses a random projection to this many
             dimensions instead. Defaults to `4096`.
+        lambda_warmup: Boolean. Whether `fit()` warms `lambda_` up from 0
+            along the DANN schedule over the whole `fit` (for the methods
+            with a reversal layer), by adding a `DANNLambdaScheduler` when
+            `callbacks` hold none; pass your own scheduler to change its
+            shape. Without a known number of steps (a dataset of unknown
+            length and no `steps_per_epoch`) a warning says the factor stays
+            at `lambda_`. Defaults to `True`.
         **kwargs: Base `keras.Model` arguments, such as `name`.
 
     Examples:
@@ -198,6 +211,7 @@ class DomainAdaptationModel(keras.Model):
         from_logits=False,
         mdd_margin=4.0,
         cdan_random_dim=4096,
+        lambda_warmup=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -233,6 +247,7 @@ class DomainAdaptationModel(keras.Model):
         self.cdan_random_dim = int(cdan_random_dim)
         _check_lambda(lambda_)
         self.lambda_ = float(lambda_)
+        self.lambda_warmup = bool(lambda_warmup)
         self.feature_extractor = feature_extractor
         self.classifier = classifier
         self.adversarial = next((m for m in self.method if m in ADVERSARIAL), None)
@@ -465,6 +480,7 @@ class DomainAdaptationModel(keras.Model):
                 weights = 1.0 + ops.exp(-entropy)
         logits = self.discriminator(self.gradient_reversal(inputs), training=training)
         logits = ops.reshape(ops.cast(logits, "float32"), (-1,))
+        logits = ops.clip(logits, -16.0, 16.0)
         n = ops.shape(logits)[0]
         labels = ops.cast(ops.arange(n) < n_source, "float32")
         per_sample = (
@@ -482,6 +498,38 @@ class DomainAdaptationModel(keras.Model):
         )
         correct = ops.cast(ops.cast(logits > 0, "float32") == labels, "float32")
         return loss, correct
+
+    # ------------------------------------------------------------------- fit
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        **kwargs,
+    ):
+        if self.lambda_warmup and self.gradient_reversal is not None:
+            from keras_transfer.callbacks.lambda_scheduler import (
+                DANNLambdaScheduler,
+            )
+
+            callbacks = list(callbacks or [])
+            if not any(isinstance(c, DANNLambdaScheduler) for c in callbacks):
+                callbacks.append(
+                    DANNLambdaScheduler(max_value=self.lambda_, _optional=True)
+                )
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------ train step
 
@@ -629,6 +677,7 @@ class DomainAdaptationModel(keras.Model):
             "from_logits": self.from_logits,
             "mdd_margin": self.mdd_margin,
             "cdan_random_dim": self.cdan_random_dim,
+            "lambda_warmup": self.lambda_warmup,
         }
         return config
 

@@ -16,19 +16,10 @@ from keras_transfer.backbones.heads import (
     build_head,
     feature_graph,
 )
-from keras_transfer.backbones.preprocessed_model import PreprocessedModel
-
-
-def _as_predict_input(data):
-    """Arrays and datasets as they are; lists/arrays of strings as tf tensors."""
-    if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
-        data = np.asarray(data)
-    if isinstance(data, np.ndarray) and data.dtype.kind in "USO":
-        # Keras data adapters take strings as TensorFlow tensors only.
-        import tensorflow as tf
-
-        return tf.constant(data.astype(str))
-    return data
+from keras_transfer.backbones.preprocessed_model import (
+    PreprocessedModel,
+    _strings_as_tensor,
+)
 
 
 def _is_empty(data):
@@ -126,7 +117,7 @@ def extract_features(
             "`backbone` must be a Backbone or a keras.Model. "
             f"Received: backbone={type(backbone).__name__}"
         )
-    data = _as_predict_input(data)
+    data = _strings_as_tensor(data)
     if _is_empty(data):
         raise ValueError("`data` is empty: there is nothing to extract features from.")
     # One `predict` pass: one traced function for every batch, Keras's

@@ -15,6 +15,10 @@ class PreprocessedModel(keras.Model):
     the graph: it is called first, then the functional `network`. This is
     what `add_head` returns for text.
 
+    `fit`, `evaluate` and `predict` take raw strings as Python lists or
+    NumPy arrays as well as tensors and datasets: string arrays are turned
+    into string tensors first (Keras's array adapter does not take them).
+
     Args:
         preprocessor: A layer mapping raw inputs (e.g. strings) to the
             network's inputs (e.g. a keras-hub `TextClassifierPreprocessor`).
@@ -43,6 +47,15 @@ class PreprocessedModel(keras.Model):
         self.preprocessor = preprocessor
         self.network = network
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        return super().fit(_strings_as_tensor(x), y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        return super().evaluate(_strings_as_tensor(x), y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(_strings_as_tensor(x), *args, **kwargs)
+
     def build(self, input_shape=None):
         # The network is built already; the preprocessor may only be callable
         # once its assets (vocabulary) are loaded, so nothing is traced here.
@@ -67,3 +80,33 @@ class PreprocessedModel(keras.Model):
         )
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         return cls(**config)
+
+
+def _is_strings(x):
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in ("U", "S") or (
+            x.dtype.kind == "O" and x.size > 0
+            and isinstance(x.flat[0], (str, bytes))
+        )
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 0
+        and all(isinstance(item, (str, bytes)) for item in x)
+    )
+
+
+def _strings_as_tensor(x):
+    """Lists and NumPy arrays of strings -> a string tensor; else unchanged."""
+    if not _is_strings(x):
+        return x
+    import numpy as np
+    import tensorflow as tf
+
+    array = np.asarray(list(x) if isinstance(x, tuple) else x)
+    if array.dtype.kind == "O":
+        array = np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.flat]
+        ).reshape(array.shape)
+    return tf.constant(array)

@@ -181,6 +181,16 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "GradualUnfreezing needs a compiled model: call "
                 "`model.compile(optimizer=...)` before `fit`."
             )
+        unbuilt = _unbuilt_layers(model)
+        if unbuilt:
+            raise ValueError(
+                "GradualUnfreezing builds the optimizer over every variable "
+                "that will train before the first step, but these layers of "
+                f"model {model.name!r} have not created their variables yet: "
+                f"{', '.join(unbuilt[:5])}{' ...' if len(unbuilt) > 5 else ''}. "
+                "Build the model first: give it an `keras.Input`, call "
+                "`model.build(input_shape)`, or call it on one batch."
+            )
         flags = _trainable_flags(model)
         try:
             self._set_groups(self.final_groups(self.params.get("epochs")))
@@ -369,6 +379,14 @@ def _check_model_contains(model, backbone):
             f"trained ({model.name!r}). Pass the Backbone instance that the "
             "model calls."
         )
+
+
+def _unbuilt_layers(model):
+    """Names of the layers inside `model` that have not been built."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    return [layer.name for layer in flatten(include_self=False) if not layer.built]
 
 
 def _trainable_flags(model):

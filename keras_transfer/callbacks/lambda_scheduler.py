@@ -55,8 +55,11 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
         0.4994
     """
 
-    def __init__(self, max_value=1.0, gamma=10.0, total_steps=None):
+    def __init__(self, max_value=1.0, gamma=10.0, total_steps=None, _optional=False):
         super().__init__()
+        # Set by DomainAdaptationModel.fit for the scheduler it adds itself:
+        # without a known number of steps it warns instead of failing.
+        self._optional = bool(_optional)
         if not float(max_value) >= 0.0:
             raise ValueError(
                 "`max_value` must be >= 0 (a negative lambda would stop "
@@ -96,6 +99,17 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
             per_epoch = self.params.get("steps")
             if epochs and per_epoch:
                 steps = int(epochs) * int(per_epoch)
+        if steps is None and self._optional:
+            warnings.warn(
+                "DomainAdaptationModel: the number of training steps is not "
+                "known (a dataset of unknown length), so `lambda_` is not "
+                "warmed up and stays at its full value. Pass `steps_per_epoch` "
+                "or a DANNLambdaScheduler(total_steps=...) callback.",
+                stacklevel=2,
+            )
+            self._layers = []
+            self._steps = 1
+            return
         if steps is None:
             raise ValueError(
                 "DANNLambdaScheduler could not read the number of steps from "
