@@ -511,16 +511,20 @@ class DomainAdaptationModel(keras.Model):
         callbacks=None,
         **kwargs,
     ):
-        if self.lambda_warmup and self.gradient_reversal is not None:
+        if (
+            self.lambda_warmup
+            and self.gradient_reversal is not None
+            and not isinstance(callbacks, keras.callbacks.CallbackList)
+        ):
             from keras_transfer.callbacks.lambda_scheduler import (
                 DANNLambdaScheduler,
             )
 
             callbacks = list(callbacks or [])
             if not any(isinstance(c, DANNLambdaScheduler) for c in callbacks):
-                callbacks.append(
-                    DANNLambdaScheduler(max_value=self.lambda_, _optional=True)
-                )
+                scheduler = DANNLambdaScheduler(max_value=self.lambda_)
+                scheduler._optional = True
+                callbacks.append(scheduler)
         return super().fit(
             x,
             y,

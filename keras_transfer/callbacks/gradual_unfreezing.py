@@ -188,7 +188,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "that will train before the first step, but these layers of "
                 f"model {model.name!r} have not created their variables yet: "
                 f"{', '.join(unbuilt[:5])}{' ...' if len(unbuilt) > 5 else ''}. "
-                "Build the model first: give it an `keras.Input`, call "
+                "Build the model first: give it a `keras.Input`, call "
                 "`model.build(input_shape)`, or call it on one batch."
             )
         flags = _trainable_flags(model)

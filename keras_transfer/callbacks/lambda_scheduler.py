@@ -55,11 +55,11 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
         0.4994
     """
 
-    def __init__(self, max_value=1.0, gamma=10.0, total_steps=None, _optional=False):
+    def __init__(self, max_value=1.0, gamma=10.0, total_steps=None):
         super().__init__()
-        # Set by DomainAdaptationModel.fit for the scheduler it adds itself:
+        # True for the scheduler DomainAdaptationModel.fit adds itself:
         # without a known number of steps it warns instead of failing.
-        self._optional = bool(_optional)
+        self._optional = False
         if not float(max_value) >= 0.0:
             raise ValueError(
                 "`max_value` must be >= 0 (a negative lambda would stop "
