@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
 from keras_transfer.layers.domain_discriminator import DomainDiscriminator
 from keras_transfer.layers.gradient_reversal import GradientReversal, _check_lambda
 from keras_transfer.losses.coral_loss import CORALLoss
@@ -72,6 +73,22 @@ def _source_part(value):
     if isinstance(value, dict) and SOURCE in value:
         return value[SOURCE]
     return value
+
+
+class _LambdaWarmup(DANNLambdaScheduler):
+    """The scheduler `fit()` adds by default: it warns, rather than fails,
+    when the number of steps is unknown, and leaves `lambda_` constant."""
+
+    def _unknown_steps(self):
+        warnings.warn(
+            "DomainAdaptationModel: the number of training steps is not "
+            "known (a dataset of unknown length), so `lambda_` is not "
+            "warmed up and stays at its full value. Pass `steps_per_epoch` "
+            "or a DANNLambdaScheduler(total_steps=...) callback.",
+            stacklevel=2,
+        )
+        self._layers = []
+        return 1
 
 
 def _known_input_shape(model):
@@ -516,15 +533,9 @@ class DomainAdaptationModel(keras.Model):
             and self.gradient_reversal is not None
             and not isinstance(callbacks, keras.callbacks.CallbackList)
         ):
-            from keras_transfer.callbacks.lambda_scheduler import (
-                DANNLambdaScheduler,
-            )
-
             callbacks = list(callbacks or [])
             if not any(isinstance(c, DANNLambdaScheduler) for c in callbacks):
-                scheduler = DANNLambdaScheduler(max_value=self.lambda_)
-                scheduler._optional = True
-                callbacks.append(scheduler)
+                callbacks.append(_LambdaWarmup(max_value=self.lambda_))
         return super().fit(
             x,
             y,

@@ -1,6 +1,7 @@
 """`PreprocessedModel`: a preprocessor layer in front of a functional network."""
 
 import keras
+import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
 
@@ -83,8 +84,6 @@ class PreprocessedModel(keras.Model):
 
 
 def _is_strings(x):
-    import numpy as np
-
     if isinstance(x, np.ndarray):
         return x.dtype.kind in ("U", "S") or (
             x.dtype.kind == "O" and x.size > 0
@@ -101,10 +100,9 @@ def _strings_as_tensor(x):
     """Lists and NumPy arrays of strings -> a string tensor; else unchanged."""
     if not _is_strings(x):
         return x
-    import numpy as np
     import tensorflow as tf
 
-    array = np.asarray(list(x) if isinstance(x, tuple) else x)
+    array = np.asarray(x)
     if array.dtype.kind == "O":
         array = np.array(
             [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.flat]

@@ -383,10 +383,11 @@ def _check_model_contains(model, backbone):
 
 def _unbuilt_layers(model):
     """Names of the layers inside `model` that have not been built."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is None:
-        return []
-    return [layer.name for layer in flatten(include_self=False) if not layer.built]
+    return [
+        layer.name
+        for layer in model._flatten_layers(include_self=False)
+        if not layer.built
+    ]
 
 
 def _trainable_flags(model):

@@ -57,9 +57,6 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
 
     def __init__(self, max_value=1.0, gamma=10.0, total_steps=None):
         super().__init__()
-        # True for the scheduler DomainAdaptationModel.fit adds itself:
-        # without a known number of steps it warns instead of failing.
-        self._optional = False
         if not float(max_value) >= 0.0:
             raise ValueError(
                 "`max_value` must be >= 0 (a negative lambda would stop "
@@ -99,23 +96,16 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
             per_epoch = self.params.get("steps")
             if epochs and per_epoch:
                 steps = int(epochs) * int(per_epoch)
-        if steps is None and self._optional:
-            warnings.warn(
-                "DomainAdaptationModel: the number of training steps is not "
-                "known (a dataset of unknown length), so `lambda_` is not "
-                "warmed up and stays at its full value. Pass `steps_per_epoch` "
-                "or a DANNLambdaScheduler(total_steps=...) callback.",
-                stacklevel=2,
-            )
-            self._layers = []
-            self._steps = 1
-            return
         if steps is None:
-            raise ValueError(
-                "DANNLambdaScheduler could not read the number of steps from "
-                "fit() (the dataset has no known length). Pass `total_steps`."
-            )
+            steps = self._unknown_steps()
         self._steps = max(steps, 1)
+
+    def _unknown_steps(self):
+        """Called when `fit()` does not know its number of steps."""
+        raise ValueError(
+            "DANNLambdaScheduler could not read the number of steps from "
+            "fit() (the dataset has no known length). Pass `total_steps`."
+        )
 
     def on_train_batch_begin(self, batch, logs=None):
         lam = self.value(self._step / self._steps)
