@@ -1,0 +1,38 @@
+"""The one place that reaches into Keras or TensorFlow internals.
+
+Every use of a private Keras/TensorFlow attribute, of `keras.src`, or a
+method replaced on an instance lives here, behind a small function with a
+docstring that says why no public API does the job. Each reach has a test in
+`tests/test_compat.py` that fails with the Keras version and the reach named
+when a Keras release moves it.
+"""
+
+import keras
+
+KERAS_VERSION = keras.version()
+
+
+class CompatibilityError(RuntimeError):
+    """A Keras or TensorFlow internal this package relies on has moved."""
+
+
+def _moved(reach, error):
+    return CompatibilityError(
+        f"keras-transfer relies on `{reach}`, which this Keras "
+        f"({KERAS_VERSION}) no longer provides ({error}). Please report it "
+        "with your Keras version."
+    )
+
+
+def flatten_layers(layer, include_self=True, recursive=True):
+    """`layer` and every layer it tracks, depth first, each once.
+
+    Keras has no public recursive walk over a layer's sublayers
+    (`Model.layers` lists the top level only); `Layer._flatten_layers` is the
+    walk Keras itself uses for `trainable_weights`.
+    """
+    try:
+        walk = layer._flatten_layers
+    except AttributeError as error:
+        raise _moved("Layer._flatten_layers", error) from error
+    return list(walk(include_self=include_self, recursive=recursive))
