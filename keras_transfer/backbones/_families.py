@@ -196,7 +196,26 @@ FAMILIES = [
             (r"post_.*", "stage_4"),
         ],
     ),
-    # keras.applications.EfficientNetB0-B7 and EfficientNetV2*: blocks 1-2
+    # keras-cv ResNetBackbone (its stacks are named v2_stack_<i>, from 0).
+    Family(
+        "KerasCVResNet",
+        required=[r"conv1_conv", r"v2_stack_0_block1_.*"],
+        rules=[
+            (r"rescaling.*|conv1_.*|pool1_.*", "stem"),
+            (r"v2_stack_(\d+)_.*", lambda m: f"stage_{int(m.group(1)) + 1}"),
+        ],
+    ),
+    # keras-cv CSPDarkNetBackbone: focus stem, then the dark2-dark5 stages.
+    Family(
+        "CSPDarkNet",
+        required=[r"stem_focus", r"dark2_.*"],
+        rules=[
+            (r"rescaling.*|stem_.*", "stem"),
+            (r"dark(\d)_.*", lambda m: f"stage_{int(m.group(1)) - 1}"),
+        ],
+    ),
+    # keras.applications.EfficientNetB0-B7 and EfficientNetV2*, and keras-cv's
+    # EfficientNetV2Backbone (blocks are layers named block<N><letter>_): blocks 1-2
     # (stride 4), 3 (8), 4-5 (16), 6-7 (32).
     Family(
         "EfficientNet",

@@ -14,6 +14,7 @@ import re
 
 import keras
 
+from keras_transfer.backbones import _families
 from keras_transfer.backbones.layer_group import LayerGroup
 from keras_transfer.utils.variables import count_params
 
@@ -30,7 +31,12 @@ def _expanded(layer):
 
 
 def unit_layers(model):
-    """Layers of `model` in graph order, nested models expanded, no inputs."""
+    """Layers of `model` in graph order, nested models expanded, no inputs.
+
+    A layer that is not a model stands for itself.
+    """
+    if not isinstance(model, keras.Model):
+        return [model]
     out = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -41,6 +47,35 @@ def unit_layers(model):
         parts = _expanded(layer)
         out.extend(parts if parts else [layer])
     return out
+
+
+def resolve_groups(units, groups=None, num_groups=3, family=None):
+    """`(groups, family name)` for `units` from a spec, the family table or a split.
+
+    `groups` is a dict of regexes, a callable, a list of `LayerGroup`s (then
+    `family` is kept as given, as when a config is loaded) or None (the
+    family table, else `num_groups` groups of similar size).
+    """
+    names = [u.name for u in units]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"Layer names must be unique inside a backbone; {duplicates} "
+            "occur more than once (often a nested model reusing a name of "
+            "the outer model). Rename the layers and try again."
+        )
+    if not units:
+        raise ValueError("A backbone needs at least one layer besides its inputs.")
+    if groups is None:
+        found = _families.detect_family(names)
+        if found is not None:
+            assigned = found.group_names(units)
+            if assigned is not None:
+                return _to_groups(units, assigned), found.name
+        return split_by_params(units, num_groups), None
+    if isinstance(groups, (list, tuple)):
+        return groups_from_list(units, groups), family
+    return groups_from_spec(units, groups), None
 
 
 def layer_param_count(layer):

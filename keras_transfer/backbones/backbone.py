@@ -7,18 +7,10 @@ import re
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
-from keras_transfer.backbones import _families, _graph, _grouping
+from keras_transfer.backbones import _graph, _grouping
+from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.image_preprocessing import APPLICATION_MODES, MODES
 from keras_transfer.utils.optional import require
-from keras_transfer.utils.variables import count_params
-
-
-def _is_batch_norm(layer):
-    return isinstance(layer, keras.layers.BatchNormalization)
-
-
-def _sublayers(layer):
-    return layer._flatten_layers(include_self=True, recursive=True)
 
 
 @keras_transfer_export("keras_transfer.backbones.Backbone")
@@ -102,70 +94,38 @@ class Backbone(keras.Model):
         self.preprocessing = preprocessing
         self.preset = preset
         units = _grouping.unit_layers(self)
-        names = [u.name for u in units]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"Layer names must be unique inside a backbone; {duplicates} "
-                "occur more than once (often a nested model reusing a name of "
-                "the outer model). Rename the layers and try again."
-            )
-        if not units:
-            raise ValueError("A backbone needs at least one layer besides its inputs.")
-        detected = None
-        if groups is None:
-            found = _families.detect_family(names)
-            if found is not None:
-                resolved = self._family_groups(units, found)
-                if resolved is not None:
-                    detected = found.name
-                    groups = resolved
-            if groups is None:
-                groups = _grouping.split_by_params(units, num_groups)
-        elif isinstance(groups, (list, tuple)):
-            groups = _grouping.groups_from_list(units, groups)
-            detected = family
-        else:
-            groups = _grouping.groups_from_spec(units, groups)
-        self._family_name = detected
+        resolved, detected = _grouping.resolve_groups(
+            units, groups, num_groups, family=family
+        )
         self._num_groups = num_groups
-        self._layer_groups = tuple(groups)
-        self._group_by_path = None
-
-    @staticmethod
-    def _family_groups(units, family):
-        names = family.group_names(units)
-        if names is None:
-            return None
-        return _grouping._to_groups(units, names)
+        self._grouping = GroupedLayer._of_groups(self, resolved, detected)
 
     # ------------------------------------------------------------------
-    # Groups
+    # Groups (the backbone is its own `GroupedLayer` view)
     # ------------------------------------------------------------------
+    @property
+    def grouping(self):
+        """The `GroupedLayer` view of this backbone's groups."""
+        return self._grouping
+
     @property
     def groups(self):
         """List of `LayerGroup`s, ordered from input to output."""
-        return list(self._layer_groups)
+        return self._grouping.groups
 
     @property
     def group_names(self):
         """Names of the groups, ordered from input to output."""
-        return [g.name for g in self._layer_groups]
+        return self._grouping.group_names
 
     @property
     def family(self):
         """Name of the recognised architecture (e.g. `"ResNet"`), or None."""
-        return self._family_name
+        return self._grouping.family
 
     def get_group(self, name):
         """The `LayerGroup` called `name`."""
-        for g in self._layer_groups:
-            if g.name == name:
-                return g
-        raise ValueError(
-            f"`name` must be one of the groups {self.group_names}. "
-            f"Received: name={name!r}"
-        )
+        return self._grouping.get_group(name)
 
     def group_of(self, variable):
         """Name of the group that owns `variable` (matched by path), or None.
@@ -173,27 +133,15 @@ class Backbone(keras.Model):
         Args:
             variable: A `keras.Variable` or its path (string).
         """
-        if self._group_by_path is None:
-            mapping = {}
-            for g in self._layer_groups:
-                for v in g.variables:
-                    mapping.setdefault(v.path, g.name)
-            self._group_by_path = mapping
-        path = (
-            variable if isinstance(variable, str) else getattr(variable, "path", None)
-        )
-        return self._group_by_path.get(path)
+        return self._grouping.group_of(variable)
 
-    # ------------------------------------------------------------------
-    # Freezing
-    # ------------------------------------------------------------------
     def freeze(self, train_bn=False):
         """Freeze every group (optionally keeping BatchNorm layers trainable).
 
         Args:
             train_bn: Boolean. Keep BatchNorm layers trainable (fastai).
         """
-        self.freeze_to(0, train_bn=train_bn)
+        self._grouping.freeze(train_bn=train_bn)
 
     def unfreeze(self, freeze_bn=False):
         """Make every group trainable.
@@ -202,7 +150,7 @@ class Backbone(keras.Model):
             freeze_bn: Boolean. Keep every BatchNorm layer non-trainable, so it
                 runs in inference mode with its pretrained statistics.
         """
-        self.freeze_to(len(self._layer_groups), freeze_bn=freeze_bn)
+        self._grouping.unfreeze(freeze_bn=freeze_bn)
 
     def freeze_to(self, n, train_bn=False, freeze_bn=False):
         """Make the top `n` groups trainable and freeze the others.
@@ -219,48 +167,12 @@ class Backbone(keras.Model):
         Changing `trainable` after `compile` takes effect once the train
         function is rebuilt (`model.make_train_function(force=True)`).
         """
-        count = len(self._layer_groups)
-        if isinstance(n, bool) or not isinstance(n, int) or not -count <= n <= count:
-            raise ValueError(
-                f"`n` must be an integer in [-{count}, {count}] (this backbone "
-                f"has {count} groups: {self.group_names}). Received: n={n!r}"
-            )
-        if train_bn and freeze_bn:
-            raise ValueError(
-                "`train_bn` and `freeze_bn` cannot both be True. "
-                "Received: train_bn=True, freeze_bn=True"
-            )
-        frozen = count - n if n >= 0 else -n
-        self.trainable = True
-        for index, group in enumerate(self._layer_groups):
-            on = index >= frozen
-            for layer in group.layers:
-                layer.trainable = on
-                if train_bn or freeze_bn:
-                    for sub in _sublayers(layer):
-                        if _is_batch_norm(sub):
-                            sub.trainable = bool(train_bn)
+        self._grouping.freeze_to(n, train_bn=train_bn, freeze_bn=freeze_bn)
 
     @property
     def trainable_group_names(self):
         """Names of the groups whose (non-BatchNorm) weights are trainable."""
-        if not self.trainable:
-            return []
-        out = []
-        for group in self._layer_groups:
-            trainable_ids = {id(v) for v in group.trainable_variables}
-            bn_ids = {
-                id(v)
-                for layer in group.layers
-                for sub in _sublayers(layer)
-                if _is_batch_norm(sub)
-                for v in sub.weights
-            }
-            main = [v for v in group.variables if id(v) not in bn_ids]
-            pool = main or group.variables
-            if any(id(v) in trainable_ids for v in pool):
-                out.append(group.name)
-        return out
+        return self._grouping.trainable_group_names
 
     def summary_groups(self, print_fn=None):
         """Print a table of the groups: layers, parameters, trainable.
@@ -268,42 +180,9 @@ class Backbone(keras.Model):
         Args:
             print_fn: Optional callable taking a string (default `print`).
         """
-        print_fn = print_fn or print
-        rows = [("Group", "Layers", "First -> last layer", "Parameters", "Trainable")]
-        total = 0
-        total_trainable = 0
-        for group in self._layer_groups:
-            params = group.count_params()
-            trainable_params = count_params(group.trainable_variables)
-            total += params
-            total_trainable += trainable_params
-            span = f"{group.layers[0].name} -> {group.layers[-1].name}"
-            rows.append(
-                (
-                    group.name,
-                    str(len(group.layers)),
-                    span,
-                    f"{params:,}",
-                    f"{trainable_params:,}",
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        line = "  ".join("-" * w for w in widths)
-        lines = [
-            f"Backbone '{self.name}'" + (f" ({self.family})" if self.family else ""),
-            line,
-        ]
-        for i, row in enumerate(rows):
-            cells = [
-                row[c].rjust(widths[c]) if c in (1, 3, 4) else row[c].ljust(widths[c])
-                for c in range(len(row))
-            ]
-            lines.append("  ".join(cells).rstrip())
-            if i == 0:
-                lines.append(line)
-        lines.append(line)
-        lines.append(f"Total parameters: {total:,} (trainable: {total_trainable:,})")
-        print_fn("\n".join(lines))
+        self._grouping.summary_groups(
+            print_fn=print_fn, title=f"Backbone '{self.name}'"
+        )
 
     def with_head(self, num_classes=None, **kwargs):
         """This backbone with a task head: see `keras_transfer.backbones.add_head`.
@@ -324,9 +203,9 @@ class Backbone(keras.Model):
     # ------------------------------------------------------------------
     def get_config(self):
         config = super().get_config()
-        config["groups"] = [g.get_config() for g in self._layer_groups]
+        config["groups"] = [g.get_config() for g in self.groups]
         config["num_groups"] = self._num_groups
-        config["family"] = self._family_name
+        config["family"] = self.family
         config["preprocessing"] = self.preprocessing
         config["preset"] = self.preset
         return config

@@ -15,6 +15,7 @@ from keras_transfer.backbones.heads import (
     add_head,
     build_head,
     feature_graph,
+    has_known_input,
 )
 from keras_transfer.backbones.preprocessed_model import (
     PreprocessedModel,
@@ -38,7 +39,7 @@ def feature_extractor(
     """A model from raw inputs to the pooled features `add_head` puts a head on.
 
     Args:
-        backbone: A `Backbone`.
+        backbone: A `Backbone`, or any Keras model with known inputs.
         preprocessing: As in `add_head`.
         pooling: As in `add_head`.
         input_shape: As in `add_head`.
@@ -74,7 +75,12 @@ def extract_features(
     """Compute the pooled features of a (frozen) backbone once over a data set.
 
     Args:
-        backbone: A `Backbone`, or a feature model from `feature_extractor`.
+        backbone: The pretrained part: a `Backbone`, any Keras model or
+            layer called on a `keras.Input` (a keras.applications or
+            keras-hub model, a model of your own; pooled as `add_head`
+            pools), or a feature model from `feature_extractor`. A
+            subclassed model runs as it is, its output averaged over all
+            but the first and last axes.
         data: NumPy array (or dict of arrays), list of strings, or a
             `tf.data.Dataset` of batches (`x` or `(x, y)` elements).
         batch_size: Integer. Batch size for arrays.
@@ -100,22 +106,24 @@ def extract_features(
         raise ValueError(
             f"`batch_size` must be a positive integer. Received: {batch_size!r}"
         )
-    from keras_transfer.backbones.backbone import Backbone
-
-    if isinstance(backbone, Backbone):
+    network = getattr(backbone, "layer", backbone)  # a GroupedLayer's layer
+    if not isinstance(network, keras.layers.Layer):
+        raise ValueError(
+            "`backbone` must be a Keras model or layer (a `Backbone`, a "
+            "keras.applications or keras-hub model, a model of your own) or a "
+            "feature model from `feature_extractor`. "
+            f"Received: backbone={type(backbone).__name__}"
+        )
+    if isinstance(network, PreprocessedModel) or not has_known_input(network):
+        # A feature model already, or a subclassed model: run it as it is.
+        model = network
+    else:
         model = feature_extractor(
-            backbone,
+            network,
             preprocessing=preprocessing,
             pooling=pooling,
             input_shape=input_shape,
             sequence_length=sequence_length,
-        )
-    elif isinstance(backbone, keras.Model):
-        model = backbone
-    else:
-        raise ValueError(
-            "`backbone` must be a Backbone or a keras.Model. "
-            f"Received: backbone={type(backbone).__name__}"
         )
     data = _strings_as_tensor(data)
     if _is_empty(data):
@@ -123,7 +131,10 @@ def extract_features(
     # One `predict` pass: one traced function for every batch, Keras's
     # progress bar, and tf.distribute support.
     features = model.predict(data, batch_size=batch_size, verbose=verbose)
-    return keras.ops.convert_to_numpy(features)
+    features = keras.ops.convert_to_numpy(features)
+    if features.ndim > 2:  # the output of a model run as it is
+        features = features.mean(axis=tuple(range(1, features.ndim - 1)))
+    return features
 
 
 @keras_transfer_export("keras_transfer.backbones.fit_head_on_features")
@@ -155,7 +166,9 @@ def fit_head_on_features(
     inputs to predictions equal to `head(features)`.
 
     Args:
-        backbone: A `Backbone` (used frozen: its weights are not changed).
+        backbone: A `Backbone`, or any Keras model with known inputs (a
+            keras.applications or keras-hub model); used frozen: its
+            weights are not changed.
         x: Training inputs (see `extract_features`).
         y: Training targets (integer labels for classification).
         num_classes: Integer >= 2 for classification; None for regression.

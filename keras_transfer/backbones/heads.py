@@ -11,6 +11,33 @@ POOLINGS = ("avg", "max", "pooled")
 TASKS = ("classification", "regression")
 
 
+def _network(backbone):
+    """The Keras model behind `backbone` (a view's layer), with known inputs."""
+    backbone = getattr(backbone, "layer", backbone)  # a GroupedLayer
+    if not isinstance(backbone, keras.layers.Layer):
+        raise ValueError(
+            "`backbone` must be a Keras model or layer (a `Backbone`, a "
+            "keras.applications or keras-hub model, a model of your own). "
+            f"Received: backbone={backbone!r}"
+        )
+    if not has_known_input(backbone):
+        raise ValueError(
+            f"`backbone` '{backbone.name}' has no known input (a subclassed "
+            "model, or a layer never called on a `keras.Input`), so its input "
+            "shape is unknown. Wrap it: Backbone.from_model(model, "
+            "input_shape=...)."
+        )
+    return backbone
+
+
+def has_known_input(layer):
+    """Whether `layer` has symbolic inputs (a functional model, or called)."""
+    try:
+        return layer.input is not None
+    except (AttributeError, ValueError):
+        return False
+
+
 def _is_text_backbone(backbone):
     inputs = backbone.input
     return isinstance(inputs, dict) and "token_ids" in inputs
@@ -57,7 +84,7 @@ def _text_preprocessor(backbone, preprocessing, sequence_length):
         return None
     if preprocessing != "auto":
         return preprocessing
-    if not backbone.preset:
+    if not getattr(backbone, "preset", None):
         raise ValueError(
             '`preprocessing="auto"` needs a backbone loaded with `from_preset` '
             "for text; pass a keras-hub preprocessor instead, e.g. "
@@ -86,6 +113,7 @@ def feature_graph(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: {pooling!r}")
+    backbone = _network(backbone)
     if _is_text_backbone(backbone):
         preprocessor = _text_preprocessor(backbone, preprocessing, sequence_length)
         inputs = {
@@ -99,7 +127,8 @@ def feature_graph(
     flat = keras.tree.flatten(backbone.input)
     if len(flat) == 1 and len(flat[0].shape) == 4:
         height, width, channels = flat[0].shape[1:]
-        mode = backbone.preprocessing if preprocessing == "auto" else preprocessing
+        own = getattr(backbone, "preprocessing", None)
+        mode = own if preprocessing == "auto" else preprocessing
         if mode is not None and mode not in MODES:
             raise ValueError(
                 f'`preprocessing` must be "auto", None or one of {MODES} for an '
@@ -203,7 +232,9 @@ def add_head(
     on pooled features. Everything saves and loads in `.keras`.
 
     Args:
-        backbone: A `Backbone`.
+        backbone: A `Backbone`, or any Keras model with known inputs (a
+            keras.applications or keras-hub model, a functional model of
+            your own), used as it is.
         num_classes: Integer >= 2 for classification (softmax output), or
             None for regression.
         task: Optional `"classification"` or `"regression"`; inferred from
