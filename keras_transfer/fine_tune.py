@@ -6,6 +6,8 @@ import keras
 import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones.grouped_layer import GroupedLayer
+from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
@@ -14,8 +16,8 @@ SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 @keras_transfer_export("keras_transfer.fine_tune")
 def fine_tune(
     model,
-    backbone,
-    train_data,
+    backbone=None,
+    train_data=None,
     validation_data=None,
     epochs=20,
     *,
@@ -73,9 +75,16 @@ def fine_tune(
     is applied; the optimizer must then be able to take every variable that
     will train (see `GradualUnfreezing`).
 
+    The backbone is the pretrained part of `model`, as the model already has
+    it: a `keras.applications` or keras-hub model, a keras-cv backbone, a
+    model of your own, or a `Backbone`, grouped in place
+    (`keras_transfer.backbones.groups_of`). With `backbone=None` it is found
+    inside `model` (`keras_transfer.backbones.find_backbone`).
+
     Args:
         model: A `keras.Model` that calls `backbone` and adds a head.
-        backbone: The `keras_transfer.backbones.Backbone` inside `model`.
+        backbone: The pretrained part of `model` (any Keras layer or model, a
+            `Backbone` or a `GroupedLayer`), or `None` to find it.
         train_data: What `model.fit` takes as `x`: a tuple `(x, y)` or
             `(x, y, sample_weight)` of arrays, a `tf.data.Dataset` of
             `(x, y)` batches, or a `keras.utils.PyDataset`.
@@ -129,6 +138,23 @@ def fine_tune(
         raise ValueError(
             f"`model` must be a keras.Model. Received: model={model!r}"
         )
+    if train_data is None:
+        hint = ""
+        if backbone is not None and not isinstance(
+            backbone, (keras.layers.Layer, GroupedLayer)
+        ):
+            hint = (
+                " The second argument is `backbone`: call fine_tune(model, "
+                "train_data=data) or fine_tune(model, base_model, data)."
+            )
+        raise ValueError(
+            f"`train_data` is required.{hint} Received: train_data=None"
+        )
+    backbone = (
+        find_backbone(model)
+        if backbone is None
+        else groups_of(backbone, argument="backbone")
+    )
     _check_int("epochs", epochs, minimum=1)
     if head_epochs is None:
         head_epochs = max(1, epochs // 10)
@@ -177,7 +203,7 @@ def fine_tune(
                 f"{name}={fit_kwargs[name]!r}"
             )
 
-    num_groups = len(backbone.groups) if hasattr(backbone, "groups") else 0
+    num_groups = len(backbone.groups)
     unfreezing = GradualUnfreezing(
         backbone,
         schedule={

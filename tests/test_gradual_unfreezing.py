@@ -454,8 +454,8 @@ def test_bad_arguments_name_the_argument():
         GradualUnfreezing(backbone, schedule=[1], every=1)
     with pytest.raises(ValueError, match="`train_bn` and `freeze_bn`"):
         GradualUnfreezing(backbone, train_bn=True, freeze_bn=True)
-    with pytest.raises(ValueError, match="`backbone` must be"):
-        GradualUnfreezing(keras.layers.Dense(2), schedule=[1])
+    with pytest.raises(ValueError, match="`backbone` must be a Keras layer"):
+        GradualUnfreezing("base_model", schedule=[1])
 
 
 def test_model_without_the_backbone_is_an_error_at_train_begin():

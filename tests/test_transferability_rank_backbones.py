@@ -126,7 +126,7 @@ def test_bad_input():
         rank_backbones({"m": (model, "nope")}, (x, y), verbose=0)
     with pytest.raises(ValueError, match="`candidates` is empty"):
         rank_backbones({}, (x, y), verbose=0)
-    with pytest.raises(ValueError, match="must be a keras.Model"):
+    with pytest.raises(ValueError, match="must be a Keras model or layer"):
         rank_backbones({"m": "mobilenet"}, (x, y), verbose=0)
     with pytest.raises(ValueError, match="duplicate names"):
         rank_backbones([model, model], (x, y), verbose=0)

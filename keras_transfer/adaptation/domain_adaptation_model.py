@@ -400,6 +400,12 @@ class DomainAdaptationModel(keras.Model):
         features = self.feature_extractor(inputs, training=training)
         return self.classifier(features, training=training)
 
+    @property
+    def backbone(self):
+        """The feature extractor: the part `GradualUnfreezing()` and
+        `fine_tune` unfreeze when no backbone is named."""
+        return self.feature_extractor
+
     def inference_model(self):
         """A plain functional model: feature extractor then classifier.
 

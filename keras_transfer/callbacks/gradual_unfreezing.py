@@ -2,7 +2,9 @@
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.utils.variables import count_params
 
 
@@ -38,9 +40,23 @@ class GradualUnfreezing(keras.callbacks.Callback):
     error: compile the model again with a new optimizer. The backbone does not
     need to be frozen before `fit`: the callback freezes it.
 
+    The backbone can be any Keras layer or model inside the trained model: a
+    `keras.applications` or keras-hub model, a keras-cv backbone, a model of
+    your own, or a `Backbone`. It is grouped in place
+    (`keras_transfer.backbones.groups_of`): the same layers and variables,
+    nothing rebuilt. With `backbone=None` the callback finds the pretrained
+    part inside the model (`keras_transfer.backbones.find_backbone`). A
+    `base_model.trainable = False` set before `fit`, as in the Keras
+    transfer-learning guide, does not stop the unfreezing: the callback owns
+    the trainable flags of the backbone during `fit`. BatchNorm layers follow
+    `train_bn` / `freeze_bn` only; a `training=False` in the model's call
+    does not keep a trainable BatchNorm in inference mode during `fit`
+    (keras-team/keras#20285), so pass `freeze_bn=True` for that.
+
     Args:
-        backbone: A `keras_transfer.backbones.Backbone` that is part of the
-            trained model, or `None` for the only `Backbone` in the model.
+        backbone: The pretrained part of the trained model (any Keras layer or
+            model, or a `Backbone` / `GroupedLayer`), or `None` to find it
+            inside the model.
         schedule: When to unfreeze, as one of:
             a dict `{epoch: n}`: from `epoch` on, the top `n` groups are
             trainable (`n` strictly increasing with the epoch, at most the
@@ -103,17 +119,30 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 f"one of them as True. Received: train_bn={train_bn}, "
                 f"freeze_bn={freeze_bn}"
             )
-        self.backbone = backbone
+        self.backbone = None
+        self._given = backbone
         self.every = every
         self.train_bn = bool(train_bn)
         self.freeze_bn = bool(freeze_bn)
         self.verbose = verbose
         self.schedule = _normalize_schedule(schedule)
         if backbone is not None:
-            _check_backbone(backbone)
-            self._check_schedule_fits(backbone)
+            self._resolve(backbone, now=False)
         self._active = None
         self.events = []
+
+    def _resolve(self, backbone, now=True):
+        """Group `backbone` in place; an unbuilt layer waits for `fit`."""
+        if isinstance(backbone, keras.layers.Layer) and not backbone.built:
+            if now:
+                groups_of(backbone, argument="backbone")  # raises: not built
+            return
+        self.backbone = groups_of(backbone, argument="backbone")
+        if not self.backbone.groups:
+            raise ValueError(
+                f"`backbone` has no layer groups. Received: backbone={backbone!r}"
+            )
+        self._check_schedule_fits(self.backbone)
 
     # -- schedule ---------------------------------------------------------
 
@@ -155,8 +184,8 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if self.backbone is None:
             raise ValueError(
                 "`backbone` is not known yet: pass it to GradualUnfreezing, or "
-                "use the callback in `fit` of a model that contains one "
-                "`Backbone`."
+                "use the callback in `fit` of a model that holds one "
+                "pretrained part (see `keras_transfer.backbones.find_backbone`)."
             )
         return self.backbone
 
@@ -191,6 +220,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "Build the model first: give it a `keras.Input`, call "
                 "`model.build(input_shape)`, or call it on one batch."
             )
+        _tell_model(optimizer, model)
         flags = _trainable_flags(model)
         try:
             self._set_groups(self.final_groups(self.params.get("epochs")))
@@ -213,6 +243,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             )
         with _strategy_scope(model):
             fresh = optimizer.__class__.from_config(optimizer.get_config())
+            _tell_model(fresh, model)
             fresh.build(wanted)
         model.optimizer = fresh
 
@@ -234,8 +265,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
     def _begin(self):
         model = self.model
         if self.backbone is None:
-            self.backbone = _find_backbone(model)
-            self._check_schedule_fits(self.backbone)
+            if self._given is not None:
+                self._resolve(self._given)
+            else:
+                self.backbone = find_backbone(model)
+                self._check_schedule_fits(self.backbone)
         _check_model_contains(model, self.backbone)
         self._prepare_optimizer()
 
@@ -335,39 +369,6 @@ def _normalize_schedule(schedule):
     return dict(items)
 
 
-def _check_backbone(backbone):
-    missing = [
-        name
-        for name in ("groups", "freeze", "unfreeze", "freeze_to")
-        if not hasattr(backbone, name)
-    ]
-    if missing:
-        raise ValueError(
-            "`backbone` must be a keras_transfer.backbones.Backbone (with "
-            f"layer groups). Received: backbone={backbone!r}, which lacks "
-            f"{missing}."
-        )
-    if not backbone.groups:
-        raise ValueError(
-            f"`backbone` has no layer groups. Received: backbone={backbone!r}"
-        )
-
-
-def _find_backbone(model):
-    found = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if hasattr(layer, "groups") and hasattr(layer, "freeze_to")
-    ]
-    if len(found) != 1:
-        raise ValueError(
-            "`backbone` was not given and the model contains "
-            f"{len(found)} backbones ({[b.name for b in found]}): pass "
-            "GradualUnfreezing(backbone=...)."
-        )
-    return found[0]
-
-
 def _check_model_contains(model, backbone):
     model_ids = {id(v) for v in model.variables}
     backbone_variables = list(backbone.variables)
@@ -376,8 +377,8 @@ def _check_model_contains(model, backbone):
     ):
         raise ValueError(
             f"`backbone` ({backbone.name!r}) is not part of the model being "
-            f"trained ({model.name!r}). Pass the Backbone instance that the "
-            "model calls."
+            f"trained ({model.name!r}). Pass the layer or model instance that "
+            "the model calls."
         )
 
 
@@ -385,14 +386,14 @@ def _unbuilt_layers(model):
     """Names of the layers inside `model` that have not been built."""
     return [
         layer.name
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _compat.flatten_layers(model, include_self=False)
         if not layer.built
     ]
 
 
 def _trainable_flags(model):
     return [
-        (layer, layer.trainable) for layer in model._flatten_layers(include_self=True)
+        (layer, layer.trainable) for layer in _compat.flatten_layers(model)
     ]
 
 
@@ -401,6 +402,19 @@ def _restore_flags(flags):
     # sublayers too, which are restored right after.
     for layer, flag in flags:
         layer.trainable = flag
+
+
+def _tell_model(optimizer, model):
+    """Let `optimizer` (or the optimizers it wraps) know the model it trains.
+
+    `DiscriminativeLR.set_model` makes its regex rules be checked against
+    every variable of the model, including groups the schedule never
+    unfreezes.
+    """
+    while optimizer is not None:
+        if hasattr(optimizer, "set_model"):
+            optimizer.set_model(model)
+        optimizer = getattr(optimizer, "inner_optimizer", None)
 
 
 def _knows_variables(optimizer, variables):

@@ -7,7 +7,9 @@ import types
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones.groups_of import groups_of
 
 # Optimizers whose update (and weight decay) is exactly proportional to the
 # learning rate they are given. For these the multiplier scales the learning
@@ -72,10 +74,13 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
     - `multipliers={regex: factor}` without `groups`: each regex is searched
       (`re.search`) in `variable.path`.
     - `groups=...` with `multipliers={group_name: factor}`, or a list with one
-      factor per group (ordered from input to output). `groups` is a
-      `keras_transfer.backbones.Backbone` (or any object with `.groups`, each
-      having `.name` and `.variables`), or a dict `{group_name: regex or list
-      of regexes}` matched against `variable.path`.
+      factor per group (ordered from input to output). `groups` is the
+      pretrained part of the model as the model has it (a
+      `keras.applications`, keras-hub or keras-cv model, a model of your
+      own, grouped in place by `keras_transfer.backbones.groups_of`), a
+      `Backbone` (or any object with `.groups`, each having `.name` and
+      `.variables`), or a dict `{group_name: regex or list of regexes}`
+      matched against `variable.path`.
     - `groups=...` with `multipliers=slice(lo, hi)`: factors spread
       geometrically from `lo` for the first group to `hi` for the last, as
       fastai does with `lr=slice(lo, hi)`.
@@ -176,6 +181,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             groups=self._parse_groups(groups),
             target=_innermost(optimizer),
             cache={},
+            model_paths=None,
         )
         self._spec = self._parse_spec(multipliers, layer_decay, self._groups)
         self._linear = type(self._target) in _LINEAR_IN_LR
@@ -194,13 +200,15 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         """Returns `None` or a list of `(name, variables or None, regexes)`."""
         if groups is None:
             return None
-        if hasattr(groups, "groups"):
+        if isinstance(groups, keras.layers.Layer):
+            # Any Keras layer or model (a Backbone too), grouped in place.
+            groups = groups_of(groups, argument="groups")
+        if hasattr(groups, "groups") and not isinstance(groups, dict):
             parsed = []
             for group in groups.groups:
                 candidates = []
                 for layer in getattr(group, "layers", []):
-                    for sub in layer._flatten_layers(include_self=True):
-                        candidates.extend(sub._trainable_variables)
+                    candidates.extend(_compat.trainable_kind_variables(layer))
                 parsed.append((group.name, list(group.variables), candidates))
             if not parsed:
                 raise ValueError(
@@ -229,8 +237,10 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 parsed.append((group_name, None, list(patterns)))
             return parsed
         raise ValueError(
-            "`groups` must be a backbone (an object with `.groups`), a dict "
-            "`{name: regex or list of regexes}` or None. Received: "
+            "`groups` must be a Keras layer or model (grouped in place, see "
+            "`keras_transfer.backbones.groups_of`), a `Backbone` or other "
+            "object with `.groups`, a dict `{name: regex or list of regexes}` "
+            "or None. Received: "
             f"groups={groups!r}"
         )
 
@@ -380,19 +390,74 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 for pattern in patterns:
                     compiled = _compile(pattern, "groups")
                     hits = [i for i, p in enumerate(paths) if compiled.search(p)]
-                    if not hits:
-                        raise _no_match("groups", pattern, group_name, paths)
+                    if not hits and not self._names_model_variable(compiled):
+                        raise self._no_match("groups", pattern, group_name, paths)
                     for i in hits:
                         claim(i, rule, factor)
             return values
         for pattern, factor in self._spec[1].items():
             compiled = _compile(pattern, "multipliers")
             hits = [i for i, p in enumerate(paths) if compiled.search(p)]
-            if not hits:
-                raise _no_match("multipliers", pattern, None, paths)
+            if not hits and not self._names_model_variable(compiled):
+                raise self._no_match("multipliers", pattern, None, paths)
             for i in hits:
                 claim(i, f"regex '{pattern}'", factor)
         return values
+
+    # ---------------------------------------------------------------- model
+    def set_model(self, model):
+        """Tells the optimizer which model it trains.
+
+        A regex of `multipliers` or `groups` must match some variable: one
+        that matches none is a typo and an error. With the model known, a
+        regex is checked against every variable of the model, frozen ones
+        included, so a rule for layers that are frozen now (and that the
+        optimizer is therefore not built with) is accepted. `fit` and
+        `compile` make the model known by themselves, and so do
+        `GradualUnfreezing` and `fine_tune`; call this only when you build the
+        optimizer by hand.
+
+        Args:
+            model: The `keras.Model` (or layer) whose variables this optimizer
+                updates.
+        """
+        if not isinstance(model, keras.layers.Layer):
+            raise ValueError(
+                "`model` must be the keras.Model this optimizer trains. "
+                f"Received: model={model!r}"
+            )
+        self._untracked.model_paths = [v.path for v in model.variables]
+
+    def _model_paths(self):
+        if self._untracked.model_paths is None:
+            model = _compat.model_building(self)
+            if model is not None:
+                self.set_model(model)
+        return self._untracked.model_paths
+
+    def _names_model_variable(self, compiled):
+        paths = self._model_paths()
+        return paths is not None and any(compiled.search(p) for p in paths)
+
+    def _no_match(self, argument, pattern, group_name, paths):
+        where = f" (group '{group_name}')" if group_name else ""
+        model_paths = self._untracked.model_paths
+        if model_paths is not None:
+            shown = model_paths[:8] + (["..."] if len(model_paths) > 8 else [])
+            return ValueError(
+                f"`{argument}` regex '{pattern}'{where} matches no variable of "
+                f"the model ({len(model_paths)} variables, frozen ones "
+                f"included, e.g. {shown}). Fix the regex: it is searched "
+                "(`re.search`) in `variable.path`."
+            )
+        shown = paths[:8] + (["..."] if len(paths) > 8 else [])
+        return ValueError(
+            f"`{argument}` regex '{pattern}'{where} matches no variable the "
+            f"optimizer is built with ({len(paths)} variables, e.g. {shown}). "
+            "Fix the regex; if it names layers that are frozen now, call "
+            "`optimizer.set_model(model)` first so that every variable of the "
+            "model is checked."
+        )
 
     # ----------------------------------------------------------------- build
     def build(self, var_list):
@@ -637,14 +702,3 @@ def _compile(pattern, argument):
             f"`{argument}` holds an invalid regex {pattern!r}: {error}. "
             f"Received: {argument} with key {pattern!r}"
         ) from None
-
-
-def _no_match(argument, pattern, group_name, paths):
-    where = f" (group '{group_name}')" if group_name else ""
-    shown = paths[:8] + (["..."] if len(paths) > 8 else [])
-    return ValueError(
-        f"`{argument}` regex '{pattern}'{where} matches no variable the "
-        f"optimizer is built with ({len(paths)} variables, e.g. {shown}). "
-        "Fix the regex; if those layers are frozen now, pass `groups=backbone`"
-        " or compile after unfreezing them."
-    )

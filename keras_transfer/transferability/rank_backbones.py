@@ -6,6 +6,9 @@ import keras
 import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones._graph import all_layer_names, find_layer_path
+from keras_transfer.backbones.backbone import Backbone
+from keras_transfer.backbones.heads import has_known_input
 from keras_transfer.transferability.h_score import h_score
 from keras_transfer.transferability.leep import leep
 from keras_transfer.transferability.logme import logme
@@ -67,11 +70,14 @@ def rank_backbones(
 
     Args:
         candidates: Dict `name -> candidate` or list of candidates (named by
-            `model.name`). A candidate is a `keras.Model` (a `Backbone` too),
-            a tuple `(model, cut)` where `cut` is the name of the layer whose
-            output are the features, or a dict with keys `"model"`, optional
-            `"cut"` and optional `"preprocess"` (a function applied to each
-            batch of inputs, e.g. resizing to the model's input size).
+            `model.name`). A candidate is a Keras model (a `Backbone`, a
+            keras.applications or keras-hub model, a functional, Sequential
+            or subclassed model of your own), a tuple `(model, cut)` where
+            `cut` is the name of the layer whose output are the features
+            (also a layer inside a nested model), or a dict with keys
+            `"model"`, optional `"cut"` and optional `"preprocess"` (a
+            function applied to each batch of inputs, e.g. resizing to the
+            model's input size).
         data: Tuple `(x, y)` of arrays, or a `tf.data.Dataset` of batched
             `(x, y)`. Labels are class indices (or one-hot, then argmax).
         metric: String, callable, or list of them. See above.
@@ -210,19 +216,25 @@ def _candidate_list(candidates):
             model, cut, preprocess = c["model"], c.get("cut"), c.get("preprocess")
         else:
             model = c
-        if not isinstance(model, keras.Model):
+        model = getattr(model, "layer", model)  # a GroupedLayer's layer
+        if not isinstance(model, keras.layers.Layer):
             raise ValueError(
-                f"`candidates[{name!r}]` must be a keras.Model (or Backbone). "
-                f"Received: {type(model).__name__}"
+                f"`candidates[{name!r}]` must be a Keras model or layer (a "
+                "Backbone, a keras.applications or keras-hub model, a model of "
+                f"your own). Received: {type(model).__name__}"
             )
         if cut is not None:
-            try:
-                model.get_layer(cut)
-            except ValueError as e:
+            if not has_known_input(model):
                 raise ValueError(
-                    f"`cut` layer {cut!r} not found in candidate {name!r}. "
-                    f"Some of its layers: {[layer.name for layer in model.layers][-8:]}"
-                ) from e
+                    f"`cut` needs a functional or Sequential model; candidate "
+                    f"{name!r} is subclassed. Received: cut={cut!r}"
+                )
+            if find_layer_path(model, cut) is None:
+                raise ValueError(
+                    f"`cut` layer {cut!r} not found in candidate {name!r} (nested "
+                    "models searched too). Some of its layers: "
+                    f"{all_layer_names(model)[-8:]}"
+                )
         if preprocess is not None and not callable(preprocess):
             raise ValueError(
                 f"`preprocess` of candidate {name!r} must be callable. "
@@ -270,15 +282,29 @@ def _pool(features):
     return features.reshape(features.shape[0], -1)
 
 
+def _extractor(model, cut, want_outputs):
+    """A callable batch -> [features] (+ [model outputs] when wanted)."""
+    if not has_known_input(model):  # subclassed: run it as it is
+        return model
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    if cut is None:
+        return keras.Model(inputs, model.outputs[0])
+    if any(layer.name == cut for layer in model.layers):
+        outputs = [model.get_layer(cut).output]
+        if want_outputs:
+            outputs.append(model.outputs[0])
+        return keras.Model(inputs, outputs)
+    # A layer inside a nested model: a re-traced graph up to it.
+    features = Backbone.from_model(model, cut=cut)
+    if not want_outputs:
+        return features
+    full = keras.tree.flatten(model(features.inputs))[0]
+    return keras.Model(features.inputs, [features.outputs[0], full])
+
+
 def _extract(name, model, cut, preprocess, batches, num_batches, metrics, verbose):
     want_outputs = any(needs for _, _, needs in metrics)
-    outputs = []
-    if cut is not None:
-        outputs.append(model.get_layer(cut).output)
-    if cut is None or want_outputs:
-        outputs.append(model.outputs[0])
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    extractor = keras.Model(inputs, outputs)
+    extractor = _extractor(model, cut, want_outputs)
     bar = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
     if verbose:
         print(f"Candidate {name}: extracting features")
