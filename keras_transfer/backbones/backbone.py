@@ -6,6 +6,7 @@ import re
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones import _families, _graph, _grouping
 from keras_transfer.backbones.image_preprocessing import APPLICATION_MODES, MODES
@@ -18,7 +19,7 @@ def _is_batch_norm(layer):
 
 
 def _sublayers(layer):
-    return layer._flatten_layers(include_self=True, recursive=True)
+    return _compat.flatten_layers(layer)
 
 
 @keras_transfer_export("keras_transfer.backbones.Backbone")

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.utils.variables import count_params
 
@@ -356,7 +357,7 @@ def _check_backbone(backbone):
 def _find_backbone(model):
     found = [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _compat.flatten_layers(model, include_self=False)
         if hasattr(layer, "groups") and hasattr(layer, "freeze_to")
     ]
     if len(found) != 1:
@@ -385,14 +386,14 @@ def _unbuilt_layers(model):
     """Names of the layers inside `model` that have not been built."""
     return [
         layer.name
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _compat.flatten_layers(model, include_self=False)
         if not layer.built
     ]
 
 
 def _trainable_flags(model):
     return [
-        (layer, layer.trainable) for layer in model._flatten_layers(include_self=True)
+        (layer, layer.trainable) for layer in _compat.flatten_layers(model)
     ]
 
 
@@ -408,7 +409,7 @@ def _knows_variables(optimizer, variables):
     if inner is not None:
         return _knows_variables(inner, variables)
     try:
-        optimizer._check_variables_are_known(variables)
+        _compat.check_variables_are_known(optimizer, variables)
     except ValueError:
         return False
     return True
