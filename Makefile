@@ -3,13 +3,25 @@
 #   make demo   creates .venv, installs what the demo needs, runs the demo
 #   make test   creates .venv, installs every extra and dev tool, runs ruff,
 #               the docs build and the whole test suite
+#   make test-next  the same on the next Keras (exact nightly builds) in a
+#               second venv, .venv-next; not part of CI
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint docs install-demo install-dev data venv clean
+.PHONY: demo test test-next lint docs install-demo install-dev install-next data venv clean
+
+# The Keras users get next. keras-nightly installs the `keras` module;
+# keras-hub 0.32 does not import on it, so keras-hub-nightly replaces it.
+NEXT_VENV ?= .venv-next
+NEXT_BIN := $(NEXT_VENV)/bin
+NEXT_PIP := $(NEXT_BIN)/python -m pip
+KERAS_NEXT := keras-nightly==3.16.0.dev2026102704
+KERAS_HUB_NEXT := keras-hub-nightly==0.33.0.dev202610250352
+# The notebooks and the demo are the same code paths at a larger size.
+NEXT_IGNORE := --ignore=tests/test_tutorials.py --ignore=tests/test_demo.py
 
 venv: $(BIN)/python
 
@@ -46,5 +58,26 @@ test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Everything `make test` installs, then keras and keras-hub swapped for the
+# nightly builds. They are installed with --no-deps: the dependencies of
+# keras and keras-hub are already there, and TensorFlow's requirement on
+# `keras` would otherwise bring the release back.
+$(NEXT_VENV)/.installed: setup.cfg Makefile requirements/data.txt
+	$(MAKE) VENV=$(NEXT_VENV) install-dev
+	$(NEXT_PIP) uninstall --quiet -y keras keras-hub keras-nightly keras-hub-nightly
+	$(NEXT_PIP) install --quiet --no-deps $(KERAS_NEXT) $(KERAS_HUB_NEXT)
+	@! $(NEXT_PIP) show --quiet keras 2>/dev/null || \
+	  { echo "plain keras is installed in $(NEXT_VENV)"; exit 1; }
+	@! $(NEXT_PIP) show --quiet keras-hub 2>/dev/null || \
+	  { echo "plain keras-hub is installed in $(NEXT_VENV)"; exit 1; }
+	$(NEXT_BIN)/python -c "import keras, keras_hub; print('keras', keras.version(), 'keras-hub', keras_hub.__version__)"
+	touch $@
+
+install-next: $(NEXT_VENV)/.installed
+
+test-next: install-next
+	$(NEXT_BIN)/ruff check .
+	$(NEXT_BIN)/python -m pytest $(NEXT_IGNORE) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info site .pytest_cache
+	rm -rf $(VENV) $(NEXT_VENV) build *.egg-info site .pytest_cache

@@ -1,15 +1,41 @@
 """The one place that reaches into Keras or TensorFlow internals.
 
 Every use of a private Keras/TensorFlow attribute, of `keras.src`, or a
-method replaced on an instance lives here, behind a small function with a
-docstring that says why no public API does the job. Each reach has a test in
-`tests/test_compat.py` that fails with the Keras version and the reach named
-when a Keras release moves it.
+method replaced on an instance or a class lives here, behind a small function
+with a docstring that says why no public API does the job. Each reach has a
+test in `tests/test_compat.py` that fails with the Keras version and the
+reach named when a Keras release moves it. `REACHES` lists them; the
+compatibility page of the docs explains each one.
 """
+
+import sys
 
 import keras
 
 KERAS_VERSION = keras.version()
+
+# Every Keras/TensorFlow internal used below, as `tests/test_compat.py` and
+# the docs name it.
+REACHES = (
+    "Layer._flatten_layers",
+    "Layer._trainable_variables",
+    "Layer._track_variable",
+    "Variable._value",
+    "Functional._nodes_by_depth",
+    "KerasTensor._keras_history",
+    "Optimizer._var_key",
+    "Optimizer._trainable_variables",
+    "Optimizer._trainable_variables_indices",
+    "Optimizer._get_variable_index",
+    "Optimizer._check_variables_are_known",
+    "Optimizer._use_weight_decay",
+    "Optimizer._apply_weight_decay",
+    "Optimizer.update_step (replaced on an instance)",
+    "Trainer._loss_tracker",
+    "Trainer builds the optimizer from its own method (call stack)",
+    "ConcreteFunction._arg_keywords",
+    "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica",
+)
 
 
 class CompatibilityError(RuntimeError):
@@ -24,6 +50,16 @@ def _moved(reach, error):
     )
 
 
+def _attribute(obj, name, reach):
+    try:
+        return getattr(obj, name)
+    except AttributeError as error:
+        raise _moved(reach, error) from error
+
+
+# ------------------------------------------------------------------ layers
+
+
 def flatten_layers(layer, include_self=True, recursive=True):
     """`layer` and every layer it tracks, depth first, each once.
 
@@ -31,33 +67,203 @@ def flatten_layers(layer, include_self=True, recursive=True):
     (`Model.layers` lists the top level only); `Layer._flatten_layers` is the
     walk Keras itself uses for `trainable_weights`.
     """
-    try:
-        walk = layer._flatten_layers
-    except AttributeError as error:
-        raise _moved("Layer._flatten_layers", error) from error
+    walk = _attribute(layer, "_flatten_layers", "Layer._flatten_layers")
     return list(walk(include_self=include_self, recursive=recursive))
 
 
-def trainable_kind_variables(layer):
-    """Variables of `layer` (and its sublayers) created trainable, each once.
+def own_trainable_variables(layer):
+    """The variables `layer` itself created trainable, frozen or not.
 
-    Kernels, biases, BatchNorm scales: whether or not the layer is frozen
-    now. Keras keeps them apart from never-trained state (moving statistics)
-    in `Layer._trainable_variables`; the public `trainable_weights` is empty
-    for a frozen layer, and `Variable.trainable` is switched off with it, so
-    no public attribute tells the two kinds apart.
+    Kernels, biases and BatchNorm scales, whether or not the layer is frozen
+    right now; moving statistics and other never-trained state are left out.
+    Public `trainable_weights` is empty for a frozen layer and
+    `non_trainable_weights` then mixes both kinds (freezing sets
+    `variable.trainable = False`), so only `Layer._trainable_variables`
+    still tells them apart.
+    """
+    return list(_attribute(layer, "_trainable_variables", "Layer._trainable_variables"))
+
+
+def trainable_kind_variables(layer):
+    """Variables of `layer` and its sublayers created trainable, each once.
+
+    `own_trainable_variables` over `flatten_layers(layer)`: what a frozen
+    backbone would train once unfrozen (kernels, biases, BatchNorm scales).
     """
     out, seen = [], set()
     for sub in flatten_layers(layer):
-        try:
-            own = sub._trainable_variables
-        except AttributeError as error:
-            raise _moved("Layer._trainable_variables", error) from error
-        for variable in own:
+        for variable in own_trainable_variables(sub):
             if id(variable) not in seen:
                 seen.add(id(variable))
                 out.append(variable)
     return out
+
+
+def track_variable(layer, variable):
+    """Make `variable` one of `layer`'s weights, as `add_weight` would.
+
+    For a variable that already exists (the public `add_weight` always
+    creates a new one): `Layer._track_variable` files it under the trainable
+    or non-trainable weights by its `trainable` flag.
+    """
+    _attribute(layer, "_track_variable", "Layer._track_variable")(variable)
+
+
+def share_tf_variable(variable, tf_variable):
+    """Make the Keras `variable` read and write the existing `tf_variable`.
+
+    A `keras.Variable` always creates its own backend variable from an
+    initializer (a copy); to train the variables that a restored SavedModel's
+    functions read, the Keras variable must hold the very same `tf.Variable`,
+    which the TensorFlow backend keeps in `Variable._value`.
+    """
+    if not hasattr(variable, "_value"):
+        raise _moved("Variable._value", "the attribute is missing")
+    variable._value = tf_variable
+
+
+# ------------------------------------------------------- functional graphs
+
+
+def is_functional(model):
+    """Whether `model` is a functional model (a `keras.Model` with a graph).
+
+    Keras does not export its `Functional` class; a functional model is the
+    one that keeps its graph in `_nodes_by_depth`.
+    """
+    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
+
+
+def functional_nodes(model):
+    """The nodes of a functional model's graph, inputs first.
+
+    Keras has no public view of a model's graph: `Functional._nodes_by_depth`
+    maps a depth (0 at the outputs) to its nodes, each with `operation`,
+    `arguments`, `input_tensors`, `outputs`, `parent_nodes` and `is_input`.
+    """
+    by_depth = _attribute(model, "_nodes_by_depth", "Functional._nodes_by_depth")
+    nodes = []
+    for depth in sorted(by_depth, reverse=True):
+        nodes.extend(by_depth[depth])
+    return nodes
+
+
+def producing_operation(tensor):
+    """The layer (operation) that produced the symbolic `tensor`.
+
+    For a model input this is its `InputLayer`, whose name is the input's
+    name in the model's config. Keras has no public link from a
+    `KerasTensor` back to its layer other than `_keras_history`
+    (`tensor.name` differs for an unnamed `keras.Input`).
+    """
+    history = _attribute(tensor, "_keras_history", "KerasTensor._keras_history")
+    return history[0]
+
+
+# -------------------------------------------------------------- optimizers
+
+
+def variable_key(optimizer, variable):
+    """The key under which `optimizer` files `variable`'s state.
+
+    The TensorFlow backend keys a variable by its distributed container, so
+    the same variable seen inside and outside a strategy replica gets one
+    key; `Optimizer._var_key` is the only place that knows the rule.
+    """
+    return _attribute(optimizer, "_var_key", "Optimizer._var_key")(variable)
+
+
+def built_variables(optimizer):
+    """The variables `optimizer` was built with, in the order of its state.
+
+    Public `optimizer.variables` lists the optimizer's own state (slots,
+    iterations), not the model variables it serves.
+    """
+    return list(
+        _attribute(optimizer, "_trainable_variables", "Optimizer._trainable_variables")
+    )
+
+
+def knows_variable(optimizer, variable):
+    """Whether `optimizer` was built with `variable` (so has state for it).
+
+    No public API says whether an optimizer has state for a variable;
+    `Optimizer._trainable_variables_indices` is its own index of them.
+    """
+    indices = _attribute(
+        optimizer,
+        "_trainable_variables_indices",
+        "Optimizer._trainable_variables_indices",
+    )
+    return variable_key(optimizer, variable) in indices
+
+
+def check_variables_are_known(optimizer, variables):
+    """Raise Keras's own `ValueError` when `optimizer` lacks a variable.
+
+    The check `apply_gradients` runs, without applying anything
+    (`Optimizer._check_variables_are_known`; no public equivalent).
+    """
+    _attribute(
+        optimizer,
+        "_check_variables_are_known",
+        "Optimizer._check_variables_are_known",
+    )(variables)
+
+
+def variable_index(optimizer, variable):
+    """The position of `variable`'s state in `optimizer`'s slot lists.
+
+    Needed inside `update_step`, which receives the variable only;
+    `Optimizer._get_variable_index` is the lookup every Keras optimizer uses.
+    """
+    return _attribute(
+        optimizer, "_get_variable_index", "Optimizer._get_variable_index"
+    )(variable)
+
+
+def uses_weight_decay(optimizer, variable):
+    """Whether `optimizer`'s weight decay applies to `variable`.
+
+    `exclude_from_weight_decay` sets the exclusions publicly, but only
+    `Optimizer._use_weight_decay` answers for one variable.
+    """
+    return _attribute(optimizer, "_use_weight_decay", "Optimizer._use_weight_decay")(
+        variable
+    )
+
+
+def replace_update_step(optimizer, update_step):
+    """Replace `optimizer.update_step` on this instance by `update_step`.
+
+    `update_step(gradient, variable, learning_rate)` is where an optimizer
+    applies its rule to one variable with the learning rate; giving each
+    variable its own rate there is the cheapest correct way for any
+    optimizer, and no public hook receives the variable with its rate.
+    """
+    _attribute(optimizer, "update_step", "Optimizer.update_step")
+    optimizer.update_step = update_step
+
+
+def _no_weight_decay(variables):
+    return None
+
+
+def skip_apply_weight_decay(optimizer):
+    """Stop `optimizer` from applying weight decay itself at each step.
+
+    For a wrapper that decays each variable inside `update_step` with that
+    variable's own rate: `Optimizer.apply` always calls
+    `_apply_weight_decay` with the single learning rate, and no public switch
+    turns it off. When the method is missing, decay would silently run
+    twice, so that is an error.
+    """
+    if not callable(getattr(type(optimizer), "_apply_weight_decay", None)):
+        raise _moved("Optimizer._apply_weight_decay", "the method is missing")
+    optimizer._apply_weight_decay = _no_weight_decay
+
+
+# -------------------------------------------------------------- TensorFlow
 
 
 def model_building(optimizer, max_depth=40):
@@ -70,9 +276,7 @@ def model_building(optimizer, max_depth=40):
     the model as `self`, and that model's `optimizer` is `optimizer` (or a
     `LossScaleOptimizer` around it). Best effort: None when not found.
     """
-    import inspect
-
-    frame = inspect.currentframe()
+    frame = sys._getframe()
     try:
         depth = 0
         while frame is not None and depth < max_depth:
@@ -88,3 +292,105 @@ def model_building(optimizer, max_depth=40):
     finally:
         del frame
     return None
+
+
+def concrete_function_arg_names(concrete):
+    """Names of the arguments a traced `tf.function` takes as tensors.
+
+    A restored SavedModel function lists a positional tensor argument only
+    by position in `structured_input_signature`; the public `function_type`
+    also lists arguments that were traced as Python constants. Only
+    `ConcreteFunction._arg_keywords` names exactly the tensor arguments.
+    An empty list when TensorFlow does not provide it.
+    """
+    return list(getattr(concrete, "_arg_keywords", None) or [])
+
+
+# ---------------------------------------------------------------- trainers
+
+
+def loss_tracker(model):
+    """The `Mean` metric that a compiled `model` reports as `loss`.
+
+    A custom `train_step` that computes its own total loss must update it to
+    report `loss`; Keras creates it in `compile` and exposes it only as
+    `Trainer._loss_tracker`.
+    """
+    return _attribute(model, "_loss_tracker", "Trainer._loss_tracker")
+
+
+def _tensorflow_trainer():
+    """The TensorFlow backend's trainer class and its module, or `None`s.
+
+    Found as the base of `keras.Model` that defines `_maybe_symbolic_build`
+    (Keras 3.15 names it `TensorFlowTrainer`, later releases `Trainer`).
+    """
+    for cls in keras.Model.__mro__:
+        if "_maybe_symbolic_build" in vars(cls):
+            module = sys.modules.get(cls.__module__)
+            if callable(getattr(module, "reduce_per_replica", None)):
+                return cls, module
+    return None, None
+
+
+_MULTI_WORKER_PATCH = {}
+
+
+def patch_multi_worker_fit(is_multi_worker):
+    """Let `model.fit` run under a multi-worker collective strategy.
+
+    Keras's TensorFlow trainer (keras-team/keras#20585) reduces the whole
+    nested first batch across workers to build the model, and averages
+    scalar metric values along an axis 0 they do not have. Both happen
+    inside the trainer (`_maybe_symbolic_build`, the module function
+    `reduce_per_replica`), with no public hook, so both are replaced, for
+    strategies where `is_multi_worker(strategy)` is true only.
+
+    Returns `True` when the replacement is in place (now or from an earlier
+    call), `False` when this Keras has no such trainer (nothing is changed).
+    """
+    if _MULTI_WORKER_PATCH:
+        return True
+    import tensorflow as tf
+
+    trainer_cls, trainer_module = _tensorflow_trainer()
+    if trainer_cls is None or not hasattr(trainer_cls, "_symbolic_build"):
+        return False
+    original_build = trainer_cls._maybe_symbolic_build
+    original_reduce = trainer_module.reduce_per_replica
+
+    def local(value, strategy):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None or not is_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        # Only shapes and dtypes matter for the symbolic build: one local
+        # replica's batch has them, no cross-worker reduction is needed.
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = keras.tree.map_structure(lambda v: local(v, strategy), batch)
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if not is_multi_worker(strategy) or reduction not in ("auto", "mean"):
+            return original_reduce(values, strategy, reduction)
+
+        def _reduce(v):
+            value = local(v, strategy)
+            if getattr(value, "shape", None) is not None and value.shape.rank == 0:
+                return strategy.reduce("MEAN", v, axis=None)
+            return original_reduce(v, strategy, reduction)
+
+        return keras.tree.map_structure(_reduce, values)
+
+    trainer_cls._maybe_symbolic_build = _maybe_symbolic_build
+    trainer_module.reduce_per_replica = reduce_per_replica
+    _MULTI_WORKER_PATCH["build"] = (trainer_cls, original_build)
+    _MULTI_WORKER_PATCH["reduce"] = (trainer_module, original_reduce)
+    return True

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
@@ -262,7 +263,7 @@ def _infer_loss(model, train_data):
     See `fine_tune` for the rules. Raises `ValueError` naming `loss` when
     no classification loss fits.
     """
-    outputs = model.outputs if getattr(model, "_is_graph_network", False) else None
+    outputs = model.outputs if _compat.is_functional(model) else None
     if outputs is not None and len(outputs) != 1:
         raise ValueError(
             "Cannot infer `loss` for a model with several outputs: pass loss=. "

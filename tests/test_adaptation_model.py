@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_transfer import _compat
 from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
 from keras_transfer.adaptation.domain_adaptation_model import METHODS
 from keras_transfer.layers import DomainDiscriminator, GradientReversal
@@ -203,9 +204,9 @@ def test_inference_model_is_plain(tmp_path):
     data, (xt, _) = _data()
     model.fit(data, epochs=1, verbose=0)
     inference = model.inference_model()
-    kinds = {type(layer) for layer in inference._flatten_layers()}
+    kinds = {type(layer) for layer in _compat.flatten_layers(inference)}
     assert GradientReversal not in kinds and DomainDiscriminator not in kinds
-    assert model.mdd_classifier not in list(inference._flatten_layers())
+    assert model.mdd_classifier not in _compat.flatten_layers(inference)
     np.testing.assert_allclose(
         inference.predict(xt, verbose=0), model.predict(xt, verbose=0), atol=1e-6
     )

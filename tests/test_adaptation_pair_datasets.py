@@ -89,10 +89,8 @@ def _nets():
     return features, head
 
 
-@pytest.mark.slow
-def test_dann_beats_source_only_on_rotated_moons():
-    xs, ys, xt, yt = _rotated_moons()
-    keras.utils.set_random_seed(0)
+def _source_only_and_dann_accuracy(xs, ys, xt, yt, seed):
+    keras.utils.set_random_seed(seed)
     features, head = _nets()
     source_only = keras.Sequential([features, head])
     source_only.compile(keras.optimizers.Adam(0.005),
@@ -100,7 +98,7 @@ def test_dann_beats_source_only_on_rotated_moons():
     source_only.fit(xs, ys, batch_size=32, epochs=40, verbose=0)
     baseline = np.mean(source_only.predict(xt, verbose=0).argmax(1) == yt)
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     features, head = _nets()
     model = DomainAdaptationModel(
         features, head, method="dann", discriminator=DomainDiscriminator((32,))
@@ -111,4 +109,20 @@ def test_dann_beats_source_only_on_rotated_moons():
         model.fit(pair_datasets((xs, ys), xt, batch_size=32, seed=0), epochs=40,
                   verbose=0)
     adapted = np.mean(model.predict(xt, verbose=0).argmax(1) == yt)
-    assert adapted > baseline + 0.05, (adapted, baseline)
+    return baseline, adapted
+
+
+@pytest.mark.slow
+def test_dann_beats_source_only_on_rotated_moons():
+    # One DANN run is an adversarial game whose end point moves with float
+    # round-off: the same seed on another Keras release (same data, same
+    # initial weights, losses equal to 4 digits) can end 0.05-0.2 apart in
+    # target accuracy. The claim is therefore made over three seeds: DANN
+    # beats source-only on each, and by 0.05 on average.
+    xs, ys, xt, yt = _rotated_moons()
+    gains = []
+    for seed in (0, 1, 2):
+        baseline, adapted = _source_only_and_dann_accuracy(xs, ys, xt, yt, seed)
+        gains.append(adapted - baseline)
+    assert min(gains) > 0.0, gains
+    assert np.mean(gains) > 0.05, gains

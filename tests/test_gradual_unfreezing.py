@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_transfer import _compat
 from keras_transfer.backbones import Backbone
 from keras_transfer.callbacks import GradualUnfreezing
 from tests.testing import (
@@ -206,7 +207,7 @@ def test_optimizer_is_kept_and_built_over_every_variable_that_will_train():
             opt = self.model.optimizer
             self.sizes.append(len(opt.variables))
             kernel = backbone.groups[-1].layers[0].kernel
-            moment = opt._momentums[opt._get_variable_index(kernel)]
+            moment = opt._momentums[_compat.variable_index(opt, kernel)]
             self.high_momentum.append(float(np.abs(moment.numpy()).max()))
 
     state = OptimizerState()
@@ -221,7 +222,7 @@ def test_optimizer_is_kept_and_built_over_every_variable_that_will_train():
     assert model.optimizer is optimizer
     # Built once, over the head and the one group the schedule unfreezes.
     assert len(set(state.sizes)) == 1
-    built = {v.path for v in optimizer._trainable_variables}
+    built = {v.path for v in _compat.built_variables(optimizer)}
     assert built == HEAD | group_paths(backbone, "high")
     # The top group's Adam moment stays zero while frozen, then moves.
     assert state.high_momentum[0] == 0.0
@@ -240,7 +241,7 @@ def test_optimizer_covers_only_groups_the_schedule_unfreezes():
         callbacks=[GradualUnfreezing(backbone, schedule={3: 1})],
         verbose=0,
     )
-    built = {v.path for v in model.optimizer._trainable_variables}
+    built = {v.path for v in _compat.built_variables(model.optimizer)}
     assert built == HEAD | group_paths(backbone, "high")
 
 

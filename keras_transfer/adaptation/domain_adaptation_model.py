@@ -6,6 +6,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
 from keras_transfer.layers.domain_discriminator import DomainDiscriminator
@@ -611,7 +612,7 @@ class DomainAdaptationModel(keras.Model):
                 p_s = predictions = self.classifier(
                     features[:n_source], training=True
                 )
-            classification = self._compute_loss(
+            classification = self.compute_loss(
                 x=x_s, y=y_s, y_pred=p_s, sample_weight=sample_weight, training=True
             )
             terms, domain_correct = self._adaptation_terms(
@@ -631,7 +632,7 @@ class DomainAdaptationModel(keras.Model):
         gradients = tape.gradient(scaled, weights)
         self.optimizer.apply_gradients(zip(gradients, weights))
 
-        self._loss_tracker.update_state(
+        _compat.loss_tracker(self).update_state(
             classification_unscaled + adaptation, sample_weight=n_source
         )
         self.classification_loss_tracker.update_state(classification_unscaled)

@@ -9,19 +9,14 @@ cut are never called (they may not accept a new input shape).
 
 import keras
 
+from keras_transfer import _compat
+
 
 def is_graph_model(layer):
     """Whether `layer` is a functional or sequential model (has a graph)."""
     if isinstance(layer, keras.Sequential):
         return True
-    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
-
-
-def _model_nodes(model):
-    nodes = []
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        nodes.extend(model._nodes_by_depth[depth])
-    return nodes
+    return _compat.is_functional(layer)
 
 
 def find_layer_path(model, name):
@@ -85,7 +80,7 @@ def retrace(model, inputs, produced, stop_layer=None):
             f"received {len(flat_inputs)}."
         )
     tensor_map = {id(x): y for x, y in zip(model.inputs, flat_inputs)}
-    nodes = _model_nodes(model)
+    nodes = _compat.functional_nodes(model)
     needed = None
     stop_node = None
     if stop_layer is not None:
@@ -108,7 +103,7 @@ def retrace(model, inputs, produced, stop_layer=None):
     if stop_node is not None:
         new = [tensor_map[id(x)] for x in stop_node.outputs]
         return new[0] if len(new) == 1 else new
-    return keras.tree.map_structure(lambda x: tensor_map[id(x)], model._outputs_struct)
+    return keras.tree.map_structure(lambda x: tensor_map[id(x)], model.output)
 
 
 def _call(operation, args, kwargs, produced):
@@ -128,9 +123,7 @@ def new_inputs_like(model, input_shape=None):
             f"`model` '{model.name}' is a Sequential model that is not built: "
             "give it an `keras.Input` first or call `model.build(input_shape)`."
         )
-    struct = getattr(model, "_inputs_struct", None)
-    if struct is None:
-        struct = model.inputs
+    struct = model.input if _compat.is_functional(model) else model.inputs
     flat = keras.tree.flatten(struct)
     if input_shape is not None and len(flat) != 1:
         raise ValueError(
@@ -140,7 +133,7 @@ def new_inputs_like(model, input_shape=None):
 
     def make(x):
         shape = tuple(input_shape) if input_shape is not None else tuple(x.shape[1:])
-        layer_name = x._keras_history[0].name
+        layer_name = _compat.producing_operation(x).name
         return keras.Input(
             shape=shape,
             dtype=x.dtype,

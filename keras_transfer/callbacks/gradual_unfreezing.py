@@ -422,7 +422,7 @@ def _knows_variables(optimizer, variables):
     if inner is not None:
         return _knows_variables(inner, variables)
     try:
-        optimizer._check_variables_are_known(variables)
+        _compat.check_variables_are_known(optimizer, variables)
     except ValueError:
         return False
     return True

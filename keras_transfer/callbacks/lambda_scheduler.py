@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 
 
@@ -12,7 +13,7 @@ def _reversal_layers(model):
     from keras_transfer.layers.gradient_reversal import GradientReversal
 
     found = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.flatten_layers(model):
         if isinstance(layer, GradientReversal):
             found.append(layer)
     return found

@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.utils.optional import require
 
@@ -48,7 +49,7 @@ def _has_training_argument(function):
         args, kwargs = concrete.structured_input_signature
         if "training" in kwargs:
             return True
-        spec = getattr(concrete, "_arg_keywords", None) or []
+        spec = _compat.concrete_function_arg_names(concrete)
         if "training" in spec:
             return True
     return False
@@ -183,8 +184,8 @@ class HubLayer(keras.layers.Layer):
             # Share the module's own variable: the restored functions read it,
             # so an update by the optimizer changes what the module computes.
             if isinstance(v, tf.Variable):
-                variable._value = v
-            self._track_variable(variable)
+                _compat.share_tf_variable(variable, v)
+            _compat.track_variable(self, variable)
 
     def call(self, inputs, training=None):
         if self._input_keys is not None:

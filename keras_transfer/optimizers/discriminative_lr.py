@@ -372,7 +372,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
 
         if self._groups:
             factors = self._group_factors()
-            keys = {self._var_key(v): i for i, v in enumerate(variables)}
+            keys = {_compat.variable_key(self, v): i for i, v in enumerate(variables)}
             for (group_name, group_vars, patterns), factor in zip(
                 self._groups, factors
             ):
@@ -382,7 +382,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                         if isinstance(v, str):
                             hits = _path_hits(v, paths)
                         else:
-                            hits = [keys.get(self._var_key(v))]
+                            hits = [keys.get(_compat.variable_key(self, v))]
                         for i in hits:
                             if i is not None:
                                 claim(i, rule, factor)
@@ -467,12 +467,12 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         if self._groups:
             # Build on every trainable-kind variable of a backbone too, so
             # unfreezing later needs no new optimizer.
-            known = {self._var_key(v) for v in var_list}
+            known = {_compat.variable_key(self, v) for v in var_list}
             for _, group_vars, candidates in self._groups:
                 if group_vars is not None:
                     for v in candidates:
-                        if self._var_key(v) not in known:
-                            known.add(self._var_key(v))
+                        if _compat.variable_key(self, v) not in known:
+                            known.add(_compat.variable_key(self, v))
                             var_list.append(v)
         values = self._resolve(var_list)
 
@@ -498,7 +498,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         wrapper = self
 
         def update_step(gradient, variable, learning_rate):
-            index = target._get_variable_index(variable)
+            index = _compat.variable_index(target, variable)
             per_variable = wrapper._per_variable(learning_rate)
             if wrapper._linear:
                 rate = per_variable["rates"][index]
@@ -513,8 +513,8 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
             )
 
         # Weight decay runs inside `update_step`, with the variable's rate.
-        target.update_step = update_step
-        target._apply_weight_decay = _no_weight_decay
+        _compat.replace_update_step(target, update_step)
+        _compat.skip_apply_weight_decay(target)
 
     def _per_variable(self, learning_rate):
         """Each variable's factor and rate, computed once per step.
@@ -536,7 +536,9 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
 
     def _decay(self, variable, rate):
         target = self._target
-        if target.weight_decay is None or not target._use_weight_decay(variable):
+        if target.weight_decay is None or not _compat.uses_weight_decay(
+            target, variable
+        ):
             return
         rate = keras.ops.cast(rate, variable.dtype)
         wd = keras.ops.cast(target.weight_decay, variable.dtype)
@@ -562,7 +564,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         if trainable_variables is not None:
             trainable_variables = list(trainable_variables)
             for v in trainable_variables:
-                if self._var_key(v) not in self._trainable_variables_indices:
+                if not _compat.knows_variable(self, v):
                     raise ValueError(
                         f"Variable '{v.path}' was not trainable when the "
                         "optimizer was built, so it has no optimizer state. "
@@ -581,7 +583,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        return super().variables + self.inner_optimizer.variables
 
     @property
     def learning_rate(self):
@@ -613,7 +615,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         if not self.built:
             return
         try:
-            values = self._resolve(self._trainable_variables)
+            values = self._resolve(_compat.built_variables(self))
         except ValueError:
             self._spec = old
             raise
@@ -631,7 +633,7 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 "model.trainable_variables)` or train one step first."
             )
         values = keras.ops.convert_to_numpy(self._multipliers)
-        return {v.path: float(m) for v, m in zip(self._trainable_variables, values)}
+        return {v.path: float(m) for v, m in zip(_compat.built_variables(self), values)}
 
     # --------------------------------------------------------------- config
     def _groups_config(self):
@@ -688,10 +690,6 @@ def _path_hits(saved_path, paths):
         if saved_path.endswith("/" + p) or p.endswith("/" + saved_path)
     ]
     return suffix if len(suffix) == 1 else []
-
-
-def _no_weight_decay(variables):
-    return None
 
 
 def _compile(pattern, argument):

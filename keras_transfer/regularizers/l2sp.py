@@ -4,6 +4,7 @@ import types
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.utils.checks import check_positive
 
@@ -15,8 +16,8 @@ def _trainable_kind_variables(layer):
     other state that is never trained are left out.
     """
     out, seen = [], set()
-    for sub in layer._flatten_layers(include_self=True):
-        for variable in sub._trainable_variables:
+    for sub in _compat.flatten_layers(layer):
+        for variable in _compat.own_trainable_variables(sub):
             if id(variable) not in seen:
                 seen.add(id(variable))
                 out.append(variable)
