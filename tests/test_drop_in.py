@@ -118,9 +118,7 @@ def test_guide_script_keras_applications_gradual_unfreezing():
     x, y = images()
     # The one added line: the callback, no backbone named.
     unfreezing = GradualUnfreezing(schedule={1: 1, 2: 4}, freeze_bn=True)
-    history = model.fit(
-        x, y, epochs=3, batch_size=8, callbacks=[unfreezing], verbose=0
-    )
+    history = model.fit(x, y, epochs=3, batch_size=8, callbacks=[unfreezing], verbose=0)
     assert history.history["unfrozen_groups"] == [0, 1, 4]
     assert unfreezing.backbone.layer is base
     assert unfreezing.backbone.family == "MobileNetV3"
@@ -197,8 +195,10 @@ def test_fine_tune_data_in_the_backbone_slot_is_explained():
 def test_keras_hub_backbone_in_a_functional_model():
     bert = _raw_bert()
     bert.trainable = False
-    inputs = {k: keras.Input(v.shape[1:], dtype=v.dtype, name=k) for k, v in
-              bert.input.items()}
+    inputs = {
+        k: keras.Input(v.shape[1:], dtype=v.dtype, name=k)
+        for k, v in bert.input.items()
+    }
     pooled = bert(inputs)["pooled_output"]
     outputs = keras.layers.Dense(2, name="head")(pooled)
     model = keras.Model(inputs, outputs)
@@ -393,9 +393,7 @@ def test_regex_that_matches_nothing_in_the_model_is_still_an_error():
     compile_(model, optimizer)
     x, y = images()
     with pytest.raises(ValueError, match="regex 'cO/' matches no variable of the"):
-        model.fit(
-            x, y, epochs=1, callbacks=[GradualUnfreezing(every=1)], verbose=0
-        )
+        model.fit(x, y, epochs=1, callbacks=[GradualUnfreezing(every=1)], verbose=0)
     unbound = DiscriminativeLR(keras.optimizers.Adam(), multipliers={"cO/": 0.1})
     with pytest.raises(ValueError, match="matches no variable the optimizer"):
         unbound.build(model.trainable_variables)
@@ -531,3 +529,54 @@ def test_rank_backbones_takes_a_cut_inside_a_nested_model_and_subclassed():
     assert rows["subclassed"]["num_features"] == 3
     with pytest.raises(ValueError, match="`cut` layer 'nope' not found"):
         rank_backbones({"m": (model, "nope")}, (x, y), verbose=0)
+
+
+def _keras_cv_resnet():
+    from keras_transfer.utils import require
+
+    keras_cv = require("keras_cv")
+    return keras_cv.models.ResNetBackbone(
+        stackwise_filters=[4, 8],
+        stackwise_blocks=[1, 1],
+        stackwise_strides=[1, 2],
+        input_shape=(32, 32, 3),
+        include_rescaling=True,
+    )
+
+
+def _keras_application():
+    return keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, make_base",
+    [
+        ("sequential", _keras_application),
+        ("subclassed", _keras_cv_resnet),
+    ],
+)
+def test_guide_script_other_shapes_with_real_bases(shape, make_base):
+    base = make_base()
+    model = {"sequential": guide_sequential, "subclassed": guide_subclassed}[shape](
+        base
+    )
+    compile_(
+        model,
+        DiscriminativeLR(keras.optimizers.Adam(1e-3), layer_decay=0.7, groups=base),
+    )
+    view = groups_of(base)
+    top = next(g for g in reversed(view.groups) if g.variables).variables[0]
+    before = keras.ops.convert_to_numpy(top)
+    x, y = images()
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        callbacks=[GradualUnfreezing(schedule={1: 2}, freeze_bn=True)],
+        verbose=0,
+    )
+    assert history.history["unfrozen_groups"] == [0, 2]
+    assert not np.array_equal(before, keras.ops.convert_to_numpy(top))
