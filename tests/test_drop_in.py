@@ -340,9 +340,13 @@ def test_bad_backbone_names_the_argument():
         keras_transfer.fine_tune(model, "mobilenet", images())
     with pytest.raises(ValueError, match="`groups` must be a Keras layer"):
         DiscriminativeLR(keras.optimizers.Adam(), groups=["c0"])
+    late = keras.layers.Dense(2, name="late")
+    unfreezing = GradualUnfreezing(late)  # not built yet: checked in fit
+    model = keras.Sequential([late])
+    model.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="`backbone` 'late' is not built"):
-        GradualUnfreezing(keras.layers.Dense(2, name="late"))._resolve(
-            keras.layers.Dense(2, name="late")
+        model.fit(
+            np.ones((4, 3)), np.ones((4, 2)), callbacks=[unfreezing], verbose=0
         )
 
 
@@ -580,3 +584,16 @@ def test_guide_script_other_shapes_with_real_bases(shape, make_base):
     )
     assert history.history["unfrozen_groups"] == [0, 2]
     assert not np.array_equal(before, keras.ops.convert_to_numpy(top))
+
+
+def test_one_callback_serves_two_models():
+    unfreezing = GradualUnfreezing(every=1)
+    x, y = images()
+    for name in ("first", "second"):
+        base = small_base(name)
+        model = guide_functional(base)
+        compile_(model)
+        before = snapshot(base.get_layer("c2"))
+        model.fit(x, y, epochs=2, batch_size=8, callbacks=[unfreezing], verbose=0)
+        assert unfreezing.backbone.layer is base
+        assert any(changed(before, base.get_layer("c2")))

@@ -264,12 +264,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     def _begin(self):
         model = self.model
-        if self.backbone is None:
-            if self._given is not None:
-                self._resolve(self._given)
-            else:
-                self.backbone = find_backbone(model)
-                self._check_schedule_fits(self.backbone)
+        if self._given is None:
+            # Found anew at every fit: the instance may serve another model.
+            self.backbone = find_backbone(model)
+            self._check_schedule_fits(self.backbone)
+        elif self.backbone is None:
+            self._resolve(self._given)
         _check_model_contains(model, self.backbone)
         self._prepare_optimizer()
 
