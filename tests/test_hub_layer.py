@@ -154,3 +154,39 @@ def test_bad_handles(tmp_path, monkeypatch):
         HubLayer(
             "https://tfhub.dev/google/imagenet/mobilenet_v2_035_96/feature_vector/5"
         )
+
+
+class Polymorphic(tf.Module):
+    """Test helper: a module traced at two input shapes, with no signature."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(2.0, name="w")
+
+    @tf.function
+    def __call__(self, x):
+        return x * self.w
+
+
+def test_from_tfhub_reads_the_input_signature(module_path, keras_export_path):
+    backbone = Backbone.from_tfhub(module_path)
+    assert backbone.input_shape == (None, 3)
+    assert backbone(x_data(2)).shape == (2, 2)
+    path, model = keras_export_path
+    served = Backbone.from_tfhub(path, signature="serving_default")
+    assert served.input_shape == (None, 3)
+    np.testing.assert_allclose(served(x_data(3)), model(x_data(3)), atol=1e-6)
+    assert HubLayer(module_path).input_signature.shape.as_list() == [None, 3]
+
+
+def test_from_tfhub_asks_for_input_shape_only_without_a_signature(tmp_path):
+    module = Polymorphic()
+    module(tf.zeros((2, 3)))
+    module(tf.zeros((2, 5)))
+    path = str(tmp_path / "polymorphic")
+    tf.saved_model.save(module, path)
+    assert HubLayer(path).input_signature is None
+    with pytest.raises(ValueError, match="no input signature.*pass `input_shape`"):
+        Backbone.from_tfhub(path)
+    backbone = Backbone.from_tfhub(path, input_shape=(5,))
+    np.testing.assert_allclose(backbone(np.ones((2, 5), "float32")), 2.0)

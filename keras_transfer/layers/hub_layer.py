@@ -153,6 +153,31 @@ class HubLayer(keras.layers.Layer):
         self._track_module_variables()
         self.built = True
 
+    @property
+    def input_signature(self):
+        """The `tf.TensorSpec` of the module's input, or `None` when unknown.
+
+        Read from the SavedModel: the `input_signature` of the function the
+        layer calls (or the one shape all its traces agree on), or the only
+        input of `signature`. `None` when the module does not say, or takes
+        several inputs.
+        """
+        if self._input_keys is not None:
+            specs = self._function.structured_input_signature[1]
+            return specs[self._input_keys[0]] if len(specs) == 1 else None
+        declared = getattr(self._function.__call__, "input_signature", None)
+        if declared:
+            return declared[0]
+        traced = {
+            (tuple(spec.shape.as_list()), spec.dtype)
+            for concrete in getattr(self._function.__call__, "concrete_functions", [])
+            for spec in concrete.structured_input_signature[0][:1]
+        }
+        if len(traced) != 1:
+            return None
+        shape, dtype = traced.pop()
+        return _tf().TensorSpec(shape, dtype)
+
     def _track_module_variables(self):
         tf = _tf()
         module_vars = list(getattr(self._module, "variables", []) or [])
