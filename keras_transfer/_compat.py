@@ -36,3 +36,25 @@ def flatten_layers(layer, include_self=True, recursive=True):
     except AttributeError as error:
         raise _moved("Layer._flatten_layers", error) from error
     return list(walk(include_self=include_self, recursive=recursive))
+
+
+def deserialization_safe_mode():
+    """Keras's safe-mode flag for the deserialization under way.
+
+    `True` inside `keras.saving.load_model(..., safe_mode=True)` (the
+    default) and any `deserialize_keras_object` call in safe mode, `False`
+    inside `load_model(..., safe_mode=False)` or after
+    `keras.config.enable_unsafe_deserialization()`, and `None` when no
+    deserialization has set it. Keras sets the flag with public API but
+    offers no public way to read it; `keras.layers.TFSMLayer` and
+    `keras.layers.Lambda` read it with
+    `keras.src.saving.serialization_lib.in_safe_mode`, the reach used here.
+    """
+    try:
+        from keras.src.saving import serialization_lib
+
+        read = serialization_lib.in_safe_mode
+    except (ImportError, AttributeError) as error:
+        reach = "keras.src.saving.serialization_lib.in_safe_mode"
+        raise _moved(reach, error) from error
+    return read()

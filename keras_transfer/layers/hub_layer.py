@@ -4,7 +4,9 @@ import os
 
 import keras
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.layers.trust_hub_handles import is_trusted
 from keras_transfer.utils.optional import require
 
 
@@ -73,8 +75,16 @@ class HubLayer(keras.layers.Layer):
     model: the config keeps the handle or path (loaded again), the `.keras`
     file keeps the (fine-tuned) weights.
 
-    Loading a SavedModel runs its TensorFlow graph: only load handles and
-    folders you trust.
+    Loading a SavedModel runs its TensorFlow graph, and a TensorFlow graph
+    can read and write files: only load handles and folders you trust. So
+    that a `.keras` file cannot make `keras.saving.load_model` fetch and run
+    a graph of someone else's choosing, `HubLayer` honours `safe_mode` as
+    `keras.layers.TFSMLayer` does: in safe mode (the default), rebuilding it
+    from a config raises an error that names the handle, before the handle
+    is resolved, downloaded or loaded. Opt in with
+    `load_model(path, safe_mode=False)`,
+    `keras.config.enable_unsafe_deserialization()`, or, for the handles you
+    trust only, `with keras_transfer.layers.trust_hub_handles([...]):`.
 
     Args:
         handle: String. A SavedModel folder or a TF-Hub / Kaggle Models
@@ -237,6 +247,23 @@ class HubLayer(keras.layers.Layer):
             if len(outputs) == 1:
                 return next(iter(outputs.values()))
         return outputs
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild the layer; in safe mode only for a trusted handle (see above)."""
+        handle = config.get("handle")
+        if not is_trusted(handle) and _compat.deserialization_safe_mode() is not False:
+            raise ValueError(
+                f"Refusing to load the HubLayer {config.get('name')!r} with "
+                f"handle={handle!r} in safe mode: loading it would resolve "
+                "the handle (downloading it when it is a URL) and run the "
+                "SavedModel's TensorFlow graph, which can read and write "
+                "files. If you trust this handle, load inside "
+                f"`keras_transfer.layers.trust_hub_handles([{handle!r}])`, "
+                "or pass `safe_mode=False` to the loading function, or call "
+                "`keras.config.enable_unsafe_deserialization()`."
+            )
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
