@@ -58,3 +58,27 @@ def deserialization_safe_mode():
         reach = "keras.src.saving.serialization_lib.in_safe_mode"
         raise _moved(reach, error) from error
     return read()
+
+
+def metric_direction(name):
+    """`"up"`, `"down"` or `None`: whether the Keras metric `name` improves up.
+
+    `keras.metrics.get(name)` is public, but what a metric object says about
+    its direction is the private `Metric._direction`, which Keras's own
+    `MonitorCallback` (`EarlyStopping`, `ModelCheckpoint`) reads in
+    `mode="auto"`. `None` when Keras knows no metric of that name or the
+    metric does not say.
+    """
+    import keras
+
+    try:
+        metric = keras.metrics.get(name)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(metric, type):
+        try:
+            metric = metric()
+        except TypeError:
+            return None
+    direction = getattr(metric, "_direction", None)
+    return direction if direction in ("up", "down") else None

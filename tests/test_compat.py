@@ -22,3 +22,13 @@ def test_deserialization_safe_mode_reads_the_flag_of_the_load_under_way():
     keras.saving.deserialize_keras_object(config, safe_mode=False)
     assert seen == [True, True, False]
     assert _compat.deserialization_safe_mode() is None
+
+
+def test_metric_direction_reads_keras_metrics():
+    from keras_transfer import _compat
+
+    assert _compat.metric_direction("accuracy") == "up"
+    assert _compat.metric_direction("auc") == "up"
+    assert _compat.metric_direction("kl_divergence") == "down"
+    assert _compat.metric_direction("hinge") == "down"
+    assert _compat.metric_direction("surely_no_such_metric") is None
