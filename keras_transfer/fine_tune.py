@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
+from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 
@@ -110,7 +111,8 @@ def fine_tune(
         batch_size: Integer. Passed to `model.fit` for array inputs
             (default 32).
         callbacks: List of extra callbacks for `model.fit`.
-        verbose: Passed to `model.fit`.
+        verbose: Passed to `model.fit`; `"auto"` and 1 show Keras's bar on
+            a terminal and plain lines (`verbose=2`) in a file or log.
         **fit_kwargs: Any other argument of `model.fit`.
 
     Returns:
@@ -231,7 +233,7 @@ def fine_tune(
         validation_data=validation_data,
         epochs=epochs,
         callbacks=[unfreezing, *(callbacks or [])],
-        verbose=verbose,
+        verbose=progress_verbose(verbose),
         **fit_kwargs,
     )
 

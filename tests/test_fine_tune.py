@@ -317,3 +317,13 @@ def test_train_bn_needs_no_freeze_bn_argument():
     assert not np.allclose(bn.moving_mean.numpy(), moving)
     with pytest.raises(ValueError, match="`train_bn` and `freeze_bn`"):
         fine_tune(model, backbone, (x, y), epochs=2, train_bn=True, freeze_bn=True)
+
+
+def test_default_verbosity_writes_plain_lines_to_a_log(capsys):
+    model, backbone = make_model()
+    x, y = data(16)
+    fine_tune(model, backbone, (x, y), epochs=2, batch_size=8)
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "loss:" in out
+    for control in ("\x1b", "\r", "\b"):
+        assert control not in out, repr(out)

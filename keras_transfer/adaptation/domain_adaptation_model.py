@@ -17,6 +17,7 @@ from keras_transfer.losses.mcc_loss import MCCLoss
 from keras_transfer.losses.mdd_loss import MDDLoss
 from keras_transfer.losses.mmd_loss import MMDLoss
 from keras_transfer.utils.checks import check_positive, check_positive_int
+from keras_transfer.utils.progress import progress_verbose
 
 METHODS = ("dann", "cdan", "cdan+e", "mdd", "mmd", "jmmd", "coral", "mcc", "entropy")
 ADVERSARIAL = ("dann", "cdan", "cdan+e")
@@ -537,7 +538,7 @@ class DomainAdaptationModel(keras.Model):
             y,
             batch_size=batch_size,
             epochs=epochs,
-            verbose=verbose,
+            verbose=progress_verbose(verbose),
             callbacks=callbacks,
             **kwargs,
         )

@@ -11,6 +11,7 @@ from keras_transfer.transferability.leep import leep
 from keras_transfer.transferability.logme import logme
 from keras_transfer.transferability.nce import nce
 from keras_transfer.transferability.transrate import transrate
+from keras_transfer.utils.progress import progress_verbose
 
 FEATURE_METRICS = ("logme", "h_score", "transrate")
 OUTPUT_METRICS = ("leep", "nce")
@@ -279,7 +280,13 @@ def _extract(name, model, cut, preprocess, batches, num_batches, metrics, verbos
         outputs.append(model.outputs[0])
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     extractor = keras.Model(inputs, outputs)
-    bar = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
+    bar = (
+        keras.utils.Progbar(
+            num_batches, unit_name="batch", verbose=progress_verbose(1)
+        )
+        if verbose
+        else None
+    )
     if verbose:
         print(f"Candidate {name}: extracting features")
     feats, probs, labels = [], [], []
