@@ -23,12 +23,19 @@ import sys
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_demo_quick_mode_shows_what_it_claims(tmp_path):
     env = dict(
         os.environ, KERAS_TRANSFER_QUICK="1", KERAS_TRANSFER_OUTPUT_DIR=str(tmp_path)
+    )
+    # The demo runs in tmp_path: put this checkout first on its path, so that it
+    # is this keras_transfer that runs (not another installed copy).
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p
     )
     result = subprocess.run(
         [sys.executable, "-m", "keras_transfer.demo"],
