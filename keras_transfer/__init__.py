@@ -3,7 +3,8 @@
 Subpackages by capability:
 
 - `keras_transfer.backbones`: pretrained backbones with named layer groups.
-- `keras_transfer.layers`: `HubLayer`, `GradientReversal`, `DomainDiscriminator`.
+- `keras_transfer.layers`: `HubLayer` (and `trust_hub_handles`), `GradientReversal`,
+  `DomainDiscriminator`.
 - `keras_transfer.optimizers`: `DiscriminativeLR`.
 - `keras_transfer.schedules`: fine-tuning learning-rate schedules.
 - `keras_transfer.callbacks`: `GradualUnfreezing` and friends.

@@ -35,6 +35,8 @@ REACHES = (
     "Trainer builds the optimizer from its own method (call stack)",
     "ConcreteFunction._arg_keywords",
     "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica",
+    "keras.src.saving.serialization_lib.in_safe_mode",
+    "Metric._direction",
 )
 
 
@@ -394,3 +396,50 @@ def patch_multi_worker_fit(is_multi_worker):
     _MULTI_WORKER_PATCH["build"] = (trainer_cls, original_build)
     _MULTI_WORKER_PATCH["reduce"] = (trainer_module, original_reduce)
     return True
+
+
+# ------------------------------------------------------------ saving, metrics
+
+
+def deserialization_safe_mode():
+    """Keras's safe-mode flag for the deserialization under way.
+
+    `True` inside `keras.saving.load_model(..., safe_mode=True)` (the
+    default) and any `deserialize_keras_object` call in safe mode, `False`
+    inside `load_model(..., safe_mode=False)` or after
+    `keras.config.enable_unsafe_deserialization()`, and `None` when no
+    deserialization has set it. Keras sets the flag with public API but
+    offers no public way to read it; `keras.layers.TFSMLayer` and
+    `keras.layers.Lambda` read it with
+    `keras.src.saving.serialization_lib.in_safe_mode`, the reach used here.
+    """
+    try:
+        from keras.src.saving import serialization_lib
+
+        read = serialization_lib.in_safe_mode
+    except (ImportError, AttributeError) as error:
+        reach = "keras.src.saving.serialization_lib.in_safe_mode"
+        raise _moved(reach, error) from error
+    return read()
+
+
+def metric_direction(name):
+    """`"up"`, `"down"` or `None`: whether the Keras metric `name` improves up.
+
+    `keras.metrics.get(name)` is public, but what a metric object says about
+    its direction is the private `Metric._direction`, which Keras's own
+    `MonitorCallback` (`EarlyStopping`, `ModelCheckpoint`) reads in
+    `mode="auto"`. `None` when Keras knows no metric of that name or the
+    metric does not say.
+    """
+    try:
+        metric = keras.metrics.get(name)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(metric, type):
+        try:
+            metric = metric()
+        except TypeError:
+            return None
+    direction = getattr(metric, "_direction", None)
+    return direction if direction in ("up", "down") else None

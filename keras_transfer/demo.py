@@ -19,9 +19,11 @@ target task is Fashion-MNIST with only 20 labelled images per class.
 
 `KERAS_TRANSFER_QUICK=1` makes every step tiny (for tests);
 `KERAS_TRANSFER_OUTPUT_DIR` sets where the plot and exports go (default
-`./keras_transfer_demo`).
+`./keras_transfer_demo`). `main()` returns the results (ranking, accuracies,
+verdict, export parity) as a dict, also written to `results.json` there.
 """
 
+import json
 import os
 import time
 
@@ -125,6 +127,7 @@ def main():
     keras.utils.set_random_seed(0)
     start = time.time()
     summary = []
+    results = {"quick": quick, **cfg}
 
     (x_train, y_train), (x_test, y_test) = few_shot_split(cfg["per_class"], cfg["test"])
     print("== keras-transfer demo: few-shot Fashion-MNIST, offline, on shipped weights")
@@ -151,6 +154,10 @@ def main():
     backbone = pool[best_name][0]
     print(f"Best by LogME: {best_name}\n")
     summary.append(("best backbone by LogME", best_name))
+    results["ranking"] = [
+        {"name": str(name), "logme": float(score)}
+        for name, score in zip(table["name"], table["logme"])
+    ]
 
     # 2. Fine-tune it in one call.
     print(f"[2/4] fine_tune: {best_name}, {cfg['epochs']} epochs")
@@ -168,6 +175,7 @@ def main():
     accuracy = transfer.history["val_accuracy"][-1]
     print(f"Test accuracy after fine_tune: {accuracy:.4f}\n")
     summary.append(("test accuracy, fine_tune", f"{accuracy:.4f}"))
+    results["fine_tune_accuracy"] = float(accuracy)
 
     # 3. The same images from scratch, and the transfer report.
     print("[3/4] Baseline: a small CNN from scratch, same images, same epochs")
@@ -190,10 +198,16 @@ def main():
     plot_path = os.path.join(out_dir, "transfer_report.png")
     report.plot(plot_path)
     print(f"Plot: {plot_path}\n")
-    summary.append(
-        ("test accuracy, from scratch", f"{baseline.history['val_accuracy'][-1]:.4f}")
-    )
+    scratch = baseline.history["val_accuracy"][-1]
+    summary.append(("test accuracy, from scratch", f"{scratch:.4f}"))
+    summary.append(("fine_tune minus from scratch", f"{accuracy - scratch:+.4f}"))
     summary.append(("transfer verdict", report.verdict))
+    results.update(
+        scratch_accuracy=float(scratch),
+        verdict=report.verdict,
+        jumpstart=report.jumpstart,
+        asymptotic_gain=report.asymptotic_gain,
+    )
 
     # 4. Ship it.
     print("[4/4] Export with parity checks")
@@ -238,13 +252,24 @@ def main():
         print(line)
         summary.append((f"{label} size", _mb(result.size_bytes)))
         summary.append((f"{label} max |diff|", f"{result.max_abs_diff:.2e}"))
+        results.setdefault("exports", {})[label] = {
+            "size_bytes": int(result.size_bytes),
+            "max_abs_diff": float(result.max_abs_diff),
+            "tolerance": result.tolerance,
+            "parity_ok": result.parity_ok,
+            "argmax_agreement": result.argmax_agreement,
+            "accuracy_change": result.accuracy_change,
+        }
 
     print("\n== Summary")
     width = max(len(k) for k, _ in summary)
     for key, value in summary:
         print(f"{key:<{width}}  {value}")
-    print(f"{'seconds in all':<{width}}  {time.time() - start:.0f}")
-    return dict(summary)
+    results["seconds"] = time.time() - start
+    print(f"{'seconds in all':<{width}}  {results['seconds']:.0f}")
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":

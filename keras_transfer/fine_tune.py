@@ -10,6 +10,7 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
+from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 
@@ -28,7 +29,7 @@ def fine_tune(
     layer_decay=0.7,
     schedule="one_cycle",
     optimizer=None,
-    freeze_bn=True,
+    freeze_bn=None,
     train_bn=False,
     loss=None,
     metrics=None,
@@ -55,8 +56,9 @@ def fine_tune(
     4. The base rate follows a one-cycle schedule over the whole fit
        (`OneCycle`; or `SlantedTriangular`, or constant).
     5. Every BatchNorm layer of the backbone stays in inference mode
-       (`freeze_bn=True`): with little data, batch statistics are noisy and
-       the pretrained moving statistics are better.
+       (`freeze_bn`, the default unless `train_bn=True`): with little data,
+       batch statistics are noisy and the pretrained moving statistics are
+       better.
 
     The optimizer is built once over every variable that will train, so no
     optimizer state is lost when a group is unfrozen, and frozen groups skip
@@ -68,7 +70,10 @@ def fine_tune(
     the labels and the output layer: integer labels (or one label column)
     with several outputs give `SparseCategoricalCrossentropy`; one-hot
     labels give `CategoricalCrossentropy`; a single output gives
-    `BinaryCrossentropy`. `from_logits` is `False` when the output layer
+    `BinaryCrossentropy`. The labels must fit the head: integer labels in
+    `[0, units)`, one-hot labels with `units` columns, labels in `[0, 1]` for
+    a single output; otherwise the loss is not guessed and the error asks
+    for `loss=`. `from_logits` is `False` when the output layer
     ends in a softmax or sigmoid, `True` otherwise. Anything else (a
     regression, several outputs) needs `loss=`. `metrics` defaults to
     `["accuracy"]` for an inferred loss. With `compile=False` the model's own
@@ -92,7 +97,9 @@ def fine_tune(
         validation_data: Passed to `model.fit`.
         epochs: Integer. Total number of epochs, head phase included.
         head_epochs: Integer. Epochs with the backbone frozen before the
-            first unfreeze event. Defaults to `max(1, epochs // 10)`.
+            first unfreeze event. Defaults to `max(1, epochs // 10)`, so the
+            default needs `epochs >= 2`; `head_epochs=0` starts unfreezing at
+            the first epoch.
         unfreeze_every: Integer. Epochs between two unfreeze events.
         learning_rate: Float. Peak learning rate of the head.
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
@@ -104,17 +111,18 @@ def fine_tune(
             is (then `learning_rate` is ignored).
         optimizer: A `keras.optimizers.Optimizer` instance, or `None` for
             `Adam`. Its learning rate is replaced by the schedule.
-        freeze_bn: Boolean. Keep every BatchNorm of the backbone in inference
-            mode.
+        freeze_bn: Optional boolean. Keep every BatchNorm of the backbone in
+            inference mode. `None` (the default) means `not train_bn`.
         train_bn: Boolean. Train the BatchNorm layers of frozen groups
-            (fastai's default). Exclusive with `freeze_bn`.
+            (fastai's default). Exclusive with `freeze_bn=True`.
         loss: A loss for `model.compile`, or `None` to infer it.
         metrics: Metrics for `model.compile`, or `None` (see above).
         compile: Boolean. If `False`, keep the model's own compile.
         batch_size: Integer. Passed to `model.fit` for array inputs
             (default 32).
         callbacks: List of extra callbacks for `model.fit`.
-        verbose: Passed to `model.fit`.
+        verbose: Passed to `model.fit`; `"auto"` and 1 show Keras's bar on
+            a terminal and plain lines (`verbose=2`) in a file or log.
         **fit_kwargs: Any other argument of `model.fit`.
 
     Returns:
@@ -158,7 +166,7 @@ def fine_tune(
     )
     _check_int("epochs", epochs, minimum=1)
     if head_epochs is None:
-        head_epochs = max(1, epochs // 10)
+        head_epochs = _default_head_epochs(epochs)
     _check_int("head_epochs", head_epochs, minimum=0)
     _check_int("unfreeze_every", unfreeze_every, minimum=1)
     if head_epochs >= epochs:
@@ -213,7 +221,7 @@ def fine_tune(
             if head_epochs + i * unfreeze_every < epochs
         },
         train_bn=train_bn,
-        freeze_bn=freeze_bn,
+        freeze_bn=(not train_bn) if freeze_bn is None else freeze_bn,
     )
 
     if compile:
@@ -252,7 +260,7 @@ def fine_tune(
         validation_data=validation_data,
         epochs=epochs,
         callbacks=[unfreezing, *(callbacks or [])],
-        verbose=verbose,
+        verbose=progress_verbose(verbose),
         **fit_kwargs,
     )
 
@@ -270,7 +278,7 @@ def _infer_loss(model, train_data):
             f"Received a model with {len(outputs)} outputs."
         )
     units = _output_units(model)
-    label_shape, label_dtype = _label_spec(train_data)
+    label_shape, label_dtype, label_values = _label_spec(train_data)
     from_logits = not _ends_in_probabilities(model)
     if units is None or label_shape is None:
         raise ValueError(
@@ -290,13 +298,50 @@ def _infer_loss(model, train_data):
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     elif units > 1 and label_columns == units:
         loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+        label_values = None  # one-hot: the columns already match the head
     else:
         raise ValueError(
             "Cannot infer `loss`: labels of shape "
             f"{tuple(label_shape)} do not match a classifier with {units} "
             "outputs. Pass loss=."
         )
+    _check_labels_fit_head(units, label_values)
     return loss, ["accuracy"]
+
+
+def _check_labels_fit_head(units, values):
+    """Raise when class labels `values` cannot be the targets of `units` outputs."""
+    if values is None or not np.size(values):
+        return
+    values = np.asarray(values)
+    low, high = float(values.min()), float(values.max())
+    if units == 1 and (low < 0 or high > 1):
+        found = np.unique(values)
+        raise ValueError(
+            "Cannot infer `loss`: the head has 1 output, which fits binary "
+            f"labels in [0, 1], but the labels take the values {found[:10]}"
+            f"{'...' if found.size > 10 else ''}. For {found.size} classes give "
+            f"the head {found.size} units, or pass loss= if this is intended."
+        )
+    if units > 1 and (low < 0 or high >= units):
+        raise ValueError(
+            f"Cannot infer `loss`: the head has {units} outputs, which fit "
+            f"integer labels in [0, {units - 1}], but the labels go from "
+            f"{low:g} to {high:g}. Give the head {int(high) + 1} units, or "
+            "pass loss=."
+        )
+
+
+def _default_head_epochs(epochs):
+    """`max(1, epochs // 10)`, or an error about `epochs` when that leaves none."""
+    if epochs < 2:
+        raise ValueError(
+            "`epochs` must be >= 2 with the default head phase (one epoch with "
+            "the backbone frozen, then unfreezing). Pass epochs >= 2, or "
+            f"head_epochs=0 to unfreeze from the first epoch. Received: "
+            f"epochs={epochs}"
+        )
+    return max(1, epochs // 10)
 
 
 # -- helpers ----------------------------------------------------------------
@@ -411,18 +456,22 @@ def _ends_in_probabilities(model):
 
 
 def _label_spec(train_data):
+    """`(shape, dtype, values)` of the labels; values of one batch for datasets."""
     if _is_arrays(train_data):
         y = np.asarray(train_data[1]) if train_data[1] is not None else None
         if y is None:
-            return None, None
-        return y.shape, y.dtype
+            return None, None, None
+        return y.shape, y.dtype, y
     spec = getattr(train_data, "element_spec", None)
     if isinstance(spec, (tuple, list)) and len(spec) >= 2:
         y = spec[1]
-        return tuple(y.shape), y.dtype.as_numpy_dtype
+        values = None
+        for batch in train_data.take(1):
+            values = np.asarray(batch[1])
+        return tuple(y.shape), y.dtype.as_numpy_dtype, values
     if hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__"):
         batch = train_data[0]
         if isinstance(batch, (tuple, list)) and len(batch) >= 2:
             y = np.asarray(batch[1])
-            return y.shape, y.dtype
-    return None, None
+            return y.shape, y.dtype, y
+    return None, None, None

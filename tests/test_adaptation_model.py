@@ -335,6 +335,24 @@ def test_bad_input():
         model.fit(one, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"cdan_random_dim": "abc"}, r"`cdan_random_dim` must be a positive integer"),
+        ({"cdan_random_dim": 0}, r"Received: cdan_random_dim=0$"),
+        ({"cdan_random_dim": 8.5}, r"Received: cdan_random_dim=8.5$"),
+        ({"mdd_margin": "x"}, r"`mdd_margin` must be a finite number > 0"),
+        ({"mdd_margin": -1}, r"Received: mdd_margin=-1$"),
+        ({"mdd_margin": -1, "method": "mdd"}, r"Received: mdd_margin=-1$"),
+    ],
+)
+def test_bad_method_options_name_the_argument(kwargs, match):
+    features, head = _nets()
+    kwargs = {"method": "dann", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        DomainAdaptationModel(features, head, **kwargs)
+
+
 def test_mdd_adversary_starts_at_the_classifier_and_then_moves():
     model = _compile(_model("mdd"))
     data, _ = _data()

@@ -253,6 +253,33 @@ def check_multi_worker_fit():
     )
 
 
+def check_deserialization_safe_mode():
+    seen = []
+
+    @keras.saving.register_keras_serializable(package="test_compat")
+    class Probe(keras.layers.Layer):
+        @classmethod
+        def from_config(cls, config):
+            seen.append(_compat.deserialization_safe_mode())
+            return super().from_config(config)
+
+    config = keras.saving.serialize_keras_object(Probe())
+    assert _compat.deserialization_safe_mode() is None
+    keras.saving.deserialize_keras_object(config)
+    keras.saving.deserialize_keras_object(config, safe_mode=True)
+    keras.saving.deserialize_keras_object(config, safe_mode=False)
+    assert seen == [True, True, False]
+    assert _compat.deserialization_safe_mode() is None
+
+
+def check_metric_direction():
+    assert _compat.metric_direction("accuracy") == "up"
+    assert _compat.metric_direction("auc") == "up"
+    assert _compat.metric_direction("kl_divergence") == "down"
+    assert _compat.metric_direction("hinge") == "down"
+    assert _compat.metric_direction("surely_no_such_metric") is None
+
+
 CHECKS = {
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_own_trainable_variables,
@@ -276,6 +303,10 @@ CHECKS = {
     "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica": (
         check_multi_worker_fit
     ),
+    "keras.src.saving.serialization_lib.in_safe_mode": (
+        check_deserialization_safe_mode
+    ),
+    "Metric._direction": check_metric_direction,
 }
 
 

@@ -262,3 +262,68 @@ def test_backbone_not_in_model_is_an_error():
     with pytest.raises(ValueError, match="`backbone`.*is not part of the model"):
         fine_tune(model, other, (x, y), verbose=0)
 
+
+
+@pytest.mark.parametrize(
+    "units, labels, match",
+    [
+        (1, np.arange(8) % 3, r"1 output.*values \[0 1 2\].*give the head 3 units"),
+        (2, np.arange(8) % 3, r"2 outputs.*from 0 to 2.*Give the head 3 units"),
+        (3, np.arange(8) % 3 - 1, r"3 outputs.*from -1 to 1"),
+    ],
+)
+def test_loss_is_not_inferred_when_labels_do_not_fit_the_head(units, labels, match):
+    model, backbone = make_model(units=units)
+    x, _ = data(8)
+    before = weights_snapshot(model.weights)
+    with pytest.raises(ValueError, match=match + ".*pass loss="):
+        fine_tune(model, backbone, (x, labels.astype("int64")), epochs=2, verbose=0)
+    for v in model.weights:
+        np.testing.assert_array_equal(before[v.path], v.numpy())
+    # The same check reads one batch of a tf.data pipeline.
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(4)
+    with pytest.raises(ValueError, match=match):
+        fine_tune(model, backbone, dataset, epochs=2, verbose=0)
+    # An explicit loss is the user's choice and is kept.
+    if units > 1:
+        return
+    fine_tune(
+        model, backbone, (x, labels), epochs=2, loss="mse", verbose=0
+    )
+    assert model.loss == "mse"
+
+
+def test_one_epoch_error_is_about_epochs_and_head_epochs_zero_runs():
+    model, backbone = make_model()
+    x, y = data(8)
+    with pytest.raises(ValueError, match=r"`epochs` must be >= 2.*epochs=1$") as e:
+        fine_tune(model, backbone, (x, y), epochs=1, verbose=0)
+    assert "head_epochs=1" not in str(e.value)
+    history = fine_tune(model, backbone, (x, y), epochs=1, head_epochs=0, verbose=0)
+    assert history.history["unfrozen_groups"] == [1]
+
+
+def test_train_bn_needs_no_freeze_bn_argument():
+    model, backbone = make_model()
+    x, y = data(16)
+    bn = backbone.get_layer("high_bn")
+    moving = bn.moving_mean.numpy().copy()
+    history = fine_tune(
+        model, backbone, (x, y), epochs=2, head_epochs=1, train_bn=True, verbose=0
+    )
+    assert history.history["unfrozen_groups"] == [0, 1]
+    # train_bn: the BatchNorm of the frozen head phase trained (its moving
+    # statistics moved), which freeze_bn=True would have prevented.
+    assert not np.allclose(bn.moving_mean.numpy(), moving)
+    with pytest.raises(ValueError, match="`train_bn` and `freeze_bn`"):
+        fine_tune(model, backbone, (x, y), epochs=2, train_bn=True, freeze_bn=True)
+
+
+def test_default_verbosity_writes_plain_lines_to_a_log(capsys):
+    model, backbone = make_model()
+    x, y = data(16)
+    fine_tune(model, backbone, (x, y), epochs=2, batch_size=8)
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "loss:" in out
+    for control in ("\x1b", "\r", "\b"):
+        assert control not in out, repr(out)

@@ -94,3 +94,122 @@ def test_few_shot_indices_draws_per_class_and_checks_arguments():
         datasets.few_shot_indices(labels, 2.5)
     with pytest.raises(ValueError, match="`labels` must be 1-D"):
         datasets.few_shot_indices(labels.reshape(4, 10), 2)
+
+
+def _require_call_sites():
+    """(file, line, module) of every `require("...")` call in the package."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(keras_transfer.__file__).parent
+    sites = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = getattr(func, "id", None) or getattr(func, "attr", None)
+            if name != "require" or path.name == "optional.py":
+                continue
+            arg = node.args[0]
+            assert isinstance(arg, ast.Constant), f"{path}:{node.lineno}"
+            sites.append((path.name, node.lineno, arg.value))
+    return sites
+
+
+def _declared_extras():
+    import configparser
+    import pathlib
+    import re
+
+    config = configparser.ConfigParser()
+    config.read(pathlib.Path(__file__).parents[1] / "setup.cfg")
+    extras = {}
+    for extra, value in config["options.extras_require"].items():
+        lines = [line.strip() for line in value.splitlines()]
+        extras[extra] = {
+            re.split(r"[<>=!\[ ;]", line)[0].lower()
+            for line in lines
+            if line and not line.startswith("#")
+        }
+    return extras
+
+
+def _hide_module(monkeypatch, top):
+    """Make `import top` (and its submodules) fail as if not installed."""
+    for loaded in [k for k in sys.modules if k.split(".")[0] == top]:
+        monkeypatch.delitem(sys.modules, loaded)
+    monkeypatch.setitem(sys.modules, top, None)
+
+
+def test_every_require_hint_names_a_real_extra_or_package(monkeypatch):
+    """Each hint is an installable extra holding the package, or the package."""
+    import importlib.metadata
+    import re
+
+    from keras_transfer.utils.optional import _EXTRAS
+
+    sites = _require_call_sites()
+    # The call sites this test knows of: a new one is walked too.
+    assert {"ai_edge_litert.interpreter", "sklearn.datasets"} <= {
+        s[2] for s in sites
+    }
+    extras = _declared_extras()
+    distributions = importlib.metadata.packages_distributions()
+    for filename, line, module in sites:
+        top = module.split(".")[0]
+        assert top in _EXTRAS, f"{filename}:{line} requires unknown {module!r}"
+        extra, package, _ = _EXTRAS[top]
+        # The pip package really provides the module.
+        providers = {d.lower() for d in distributions.get(top, [])}
+        assert package.lower() in providers, (module, package, providers)
+        if extra is not None:
+            assert package.lower() in extras[extra], (module, extra)
+
+        with monkeypatch.context() as m:
+            _hide_module(m, top)
+            with pytest.raises(ImportError) as info:
+                require(module)
+        hint = re.search(r"Install it with: (.*)$", str(info.value)).group(1)
+        if extra is not None:
+            assert hint == f'pip install "keras-transfer[{extra}]"', hint
+        else:
+            assert hint == f"pip install {package}", hint
+
+
+def test_load_digits_without_scikit_learn_names_the_package(monkeypatch):
+    _hide_module(monkeypatch, "sklearn")
+    with pytest.raises(ImportError, match="pip install scikit-learn$"):
+        datasets.load_digits()
+
+
+def test_every_core_requirement_is_imported_by_the_package():
+    """A core dependency nothing imports (once `tqdm`) is a dead install."""
+    import ast
+    import configparser
+    import importlib.metadata
+    import pathlib
+    import re
+
+    root = pathlib.Path(keras_transfer.__file__).parent
+    imported = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    config = configparser.ConfigParser()
+    config.read(root.parent / "setup.cfg")
+    requirements = [
+        re.split(r"[<>=!\[ ;]", line.strip())[0]
+        for line in config["options"]["install_requires"].splitlines()
+        if line.strip()
+    ]
+    modules_of = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            modules_of.setdefault(dist.lower(), set()).add(module)
+    for requirement in requirements:
+        modules = modules_of.get(requirement.lower(), {requirement})
+        assert modules & imported, f"{requirement} is required but never imported"

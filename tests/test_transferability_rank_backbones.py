@@ -144,3 +144,37 @@ def test_bad_input():
         rank_backbones({"l": logits}, (x, y), metric="leep", verbose=0)
     with pytest.raises(ValueError, match="at least 2 classes"):
         rank_backbones({"m": model}, (x, np.zeros(30, dtype=int)), verbose=0)
+
+
+class _Terminal:
+    """A stand-in for a terminal: collects writes, says it is a tty."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_is_plain_lines_when_output_is_not_a_terminal(capsys, monkeypatch):
+    x, y = target(30)
+    good = conv_model("good", 1, informative=True)
+    rank_backbones({"good": (good, "features")}, (x, y), batch_size=7, verbose=1)
+    out = capsys.readouterr().out
+    assert "Candidate good: extracting features" in out
+    # One plain progress line per candidate, no redraws or colour codes.
+    assert "5/5" in out
+    for control in ("\x1b", "\r", "\b"):
+        assert control not in out, repr(out)
+    # On a terminal, Keras's redrawing bar is kept.
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    rank_backbones({"good": (good, "features")}, (x, y), batch_size=7, verbose=1)
+    monkeypatch.undo()
+    assert "\x1b" in terminal.text or "\r" in terminal.text

@@ -32,11 +32,47 @@ def test_lower_is_better_is_inferred_and_overridable():
     assert report.asymptotic_gain == pytest.approx(0.4)
     assert report.epochs_to_threshold == {"transfer": 1, "baseline": 3}
     assert report.verdict == "positive"
-    flipped = TransferReport(transfer, baseline, "val_loss", higher_is_better=True)
+    flipped = TransferReport(transfer, baseline, "val_loss", mode="max")
     assert flipped.verdict == "negative"
     assert not TransferReport(
-        {"error_rate": [0.1]}, {"error_rate": [0.2]}, "error_rate"
+        {"error_rate": [0.1]}, {"error_rate": [0.2]}, "error_rate", mode="min"
     ).higher_is_better
+
+
+@pytest.mark.parametrize(
+    "metric, higher",
+    [
+        ("val_accuracy", True),
+        ("acc", True),
+        ("val_auc_1", True),
+        ("r2_score", True),
+        ("cosine_similarity", True),
+        ("val_loss", False),
+        ("domain_loss", False),
+        # Lower is better, with names that say nothing of it: Keras knows.
+        ("val_kl_divergence", False),
+        ("hinge", False),
+        ("val_poisson", False),
+        ("log_cosh", False),
+    ],
+)
+def test_direction_is_what_keras_knows(metric, higher):
+    better, worse = [0.5, 0.6], [0.7, 0.9]
+    report = TransferReport({metric: better}, {metric: worse}, metric)
+    assert report.higher_is_better is higher
+    assert report.verdict == ("negative" if higher else "positive")
+
+
+def test_unknown_metric_direction_requires_mode():
+    with pytest.raises(ValueError, match=r"Pass mode='max'.*or mode='min'"):
+        TransferReport({"my_score": [1.0]}, {"my_score": [0.5]}, "my_score")
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        TransferReport({"acc": [1.0]}, {"acc": [0.5]}, "acc", mode="up")
+    report = TransferReport({"my_score": [1.0]}, {"my_score": [0.5]}, "my_score",
+                            mode="max")
+    assert report.verdict == "positive"
+    again = TransferReport.from_dict(report.to_dict())
+    assert again.mode == "max" and again.verdict == "positive"
 
 
 @pytest.mark.parametrize(

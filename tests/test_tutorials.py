@@ -1,8 +1,10 @@
 """Every tutorial notebook runs, in quick mode, as a user would run it.
 
 Quick mode (`KERAS_TRANSFER_QUICK=1`) uses fewer samples and epochs so each
-notebook finishes in a few minutes on 2 CPU cores. The committed notebooks
-carry no outputs (they are executed here, and in Colab by users).
+notebook finishes in a few minutes on 2 CPU cores. Each notebook ends with a
+cell that asserts its own headline result, so running it fails when the
+result does. The committed notebooks carry no outputs (they are executed
+here, and in Colab by users).
 """
 
 import glob
@@ -39,6 +41,25 @@ def test_notebook_is_clean_and_colab_ready(path):
             assert cell.execution_count is None
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids())
+def test_notebook_ends_by_asserting_its_headline(path):
+    """The last cell checks the notebook's own result, so running it tests it."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    last = nb.cells[-1]
+    assert last.cell_type == "code", f"{path} must end with its check cell"
+    tree = ast.parse("".join(last.source))
+    asserts = [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    checks = asserts + [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and n.attr.startswith("assert_")
+    ]
+    assert len(checks) >= 2, f"{path}: the last cell asserts too little"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids())
 def test_notebook_runs_in_quick_mode(path, tmp_path):
@@ -72,5 +93,6 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
             else:
                 os.environ[key] = value
     print(f"{os.path.basename(path)} ran in {time.perf_counter() - start:.0f} s")
-    # Every notebook leaves an artifact (a plot or an exported model) behind.
+    # The last cell asserted the headline result (see the test above); every
+    # notebook also leaves an artifact (a plot or an exported model) behind.
     assert any(tmp_path.iterdir()), f"{path} wrote nothing to OUTPUT_DIR"

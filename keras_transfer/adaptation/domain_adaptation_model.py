@@ -17,6 +17,8 @@ from keras_transfer.losses.jmmd_loss import JMMDLoss
 from keras_transfer.losses.mcc_loss import MCCLoss
 from keras_transfer.losses.mdd_loss import MDDLoss
 from keras_transfer.losses.mmd_loss import MMDLoss
+from keras_transfer.utils.checks import check_positive, check_positive_int
+from keras_transfer.utils.progress import progress_verbose
 
 METHODS = ("dann", "cdan", "cdan+e", "mdd", "mmd", "jmmd", "coral", "mcc", "entropy")
 ADVERSARIAL = ("dann", "cdan", "cdan+e")
@@ -254,15 +256,10 @@ class DomainAdaptationModel(keras.Model):
                 "`discriminator` must be a Keras layer/model or None. Received: "
                 f"discriminator={type(discriminator).__name__}"
             )
-        if int(cdan_random_dim) < 1:
-            raise ValueError(
-                "`cdan_random_dim` must be a positive int. Received: "
-                f"cdan_random_dim={cdan_random_dim}"
-            )
+        self.cdan_random_dim = check_positive_int("cdan_random_dim", cdan_random_dim)
+        self.mdd_margin = float(check_positive("mdd_margin", mdd_margin))
         self.method = _parse_method(method)
         self.from_logits = bool(from_logits)
-        self.mdd_margin = float(mdd_margin)
-        self.cdan_random_dim = int(cdan_random_dim)
         _check_lambda(lambda_)
         self.lambda_ = float(lambda_)
         self.lambda_warmup = bool(lambda_warmup)
@@ -548,7 +545,7 @@ class DomainAdaptationModel(keras.Model):
             y,
             batch_size=batch_size,
             epochs=epochs,
-            verbose=verbose,
+            verbose=progress_verbose(verbose),
             callbacks=callbacks,
             **kwargs,
         )

@@ -410,8 +410,8 @@ class Backbone(keras.Model):
     def from_tfhub(
         cls,
         handle,
-        input_shape,
-        dtype="float32",
+        input_shape=None,
+        dtype=None,
         signature=None,
         output_key=None,
         trainable=True,
@@ -426,9 +426,12 @@ class Backbone(keras.Model):
 
         Args:
             handle: String. A SavedModel folder or a TF-Hub / Kaggle handle.
-            input_shape: Tuple without the batch size, e.g. `(96, 96, 3)`
-                (or `()` for a batch of strings).
-            dtype: String. Input dtype (`"string"` for text modules).
+            input_shape: Optional tuple without the batch size, e.g.
+                `(96, 96, 3)` (or `()` for a batch of strings). By default
+                read from the SavedModel's input signature; needed only when
+                the module has none.
+            dtype: Optional string. Input dtype (`"string"` for text
+                modules); by default the signature's, else `"float32"`.
             signature: Optional string. Signature to call; see `HubLayer`.
             output_key: Optional string. Output to return; see `HubLayer`.
             trainable: Boolean. Whether `fit` updates the module's weights.
@@ -447,6 +450,18 @@ class Backbone(keras.Model):
             trainable=trainable,
             name="hub",
         )
+        spec = layer.input_signature
+        if input_shape is None:
+            if spec is None or spec.shape.rank is None or spec.shape.rank < 1:
+                raise ValueError(
+                    f"The SavedModel at {handle!r} has no input signature to "
+                    "read the input shape from: pass `input_shape` (without "
+                    "the batch size), e.g. input_shape=(224, 224, 3). "
+                    "Received: input_shape=None"
+                )
+            input_shape = tuple(spec.shape.as_list()[1:])
+        if dtype is None:
+            dtype = spec.dtype.name if spec is not None else "float32"
         inputs = keras.Input(tuple(input_shape), dtype=dtype)
         return cls(
             inputs,

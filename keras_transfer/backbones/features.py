@@ -21,6 +21,7 @@ from keras_transfer.backbones.preprocessed_model import (
     PreprocessedModel,
     _strings_as_tensor,
 )
+from keras_transfer.utils.progress import progress_verbose
 
 
 def _is_empty(data):
@@ -84,7 +85,8 @@ def extract_features(
         data: NumPy array (or dict of arrays), list of strings, or a
             `tf.data.Dataset` of batches (`x` or `(x, y)` elements).
         batch_size: Integer. Batch size for arrays.
-        verbose: 0, 1 or 2. Progress bar of `predict` (1: a bar).
+        verbose: 0, 1 or 2. Progress of `predict`: 1 is a bar on a
+            terminal and one plain line when the output is a file or log.
         preprocessing: As in `add_head` (ignored for a feature model).
         pooling: As in `add_head` (ignored for a feature model).
         input_shape: As in `add_head` (ignored for a feature model).
@@ -130,7 +132,9 @@ def extract_features(
         raise ValueError("`data` is empty: there is nothing to extract features from.")
     # One `predict` pass: one traced function for every batch, Keras's
     # progress bar, and tf.distribute support.
-    features = model.predict(data, batch_size=batch_size, verbose=verbose)
+    features = model.predict(
+        data, batch_size=batch_size, verbose=progress_verbose(verbose)
+    )
     features = keras.ops.convert_to_numpy(features)
     if features.ndim > 2:  # the output of a model run as it is
         features = features.mean(axis=tuple(range(1, features.ndim - 1)))
@@ -239,7 +243,7 @@ def fit_head_on_features(
         batch_size=batch_size,
         epochs=epochs,
         validation_data=val,
-        verbose=verbose,
+        verbose=progress_verbose(verbose),
     )
     model = add_head(
         backbone,

@@ -6,6 +6,7 @@ import keras
 
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.layers.trust_hub_handles import is_trusted
 from keras_transfer.utils.optional import require
 
 
@@ -74,8 +75,16 @@ class HubLayer(keras.layers.Layer):
     model: the config keeps the handle or path (loaded again), the `.keras`
     file keeps the (fine-tuned) weights.
 
-    Loading a SavedModel runs its TensorFlow graph: only load handles and
-    folders you trust.
+    Loading a SavedModel runs its TensorFlow graph, and a TensorFlow graph
+    can read and write files: only load handles and folders you trust. So
+    that a `.keras` file cannot make `keras.saving.load_model` fetch and run
+    a graph of someone else's choosing, `HubLayer` honours `safe_mode` as
+    `keras.layers.TFSMLayer` does: in safe mode (the default), rebuilding it
+    from a config raises an error that names the handle, before the handle
+    is resolved, downloaded or loaded. Opt in with
+    `load_model(path, safe_mode=False)`,
+    `keras.config.enable_unsafe_deserialization()`, or, for the handles you
+    trust only, `with keras_transfer.layers.trust_hub_handles([...]):`.
 
     Args:
         handle: String. A SavedModel folder or a TF-Hub / Kaggle Models
@@ -154,6 +163,31 @@ class HubLayer(keras.layers.Layer):
         self._track_module_variables()
         self.built = True
 
+    @property
+    def input_signature(self):
+        """The `tf.TensorSpec` of the module's input, or `None` when unknown.
+
+        Read from the SavedModel: the `input_signature` of the function the
+        layer calls (or the one shape all its traces agree on), or the only
+        input of `signature`. `None` when the module does not say, or takes
+        several inputs.
+        """
+        if self._input_keys is not None:
+            specs = self._function.structured_input_signature[1]
+            return specs[self._input_keys[0]] if len(specs) == 1 else None
+        declared = getattr(self._function.__call__, "input_signature", None)
+        if declared:
+            return declared[0]
+        traced = {
+            (tuple(spec.shape.as_list()), spec.dtype)
+            for concrete in getattr(self._function.__call__, "concrete_functions", [])
+            for spec in concrete.structured_input_signature[0][:1]
+        }
+        if len(traced) != 1:
+            return None
+        shape, dtype = traced.pop()
+        return _tf().TensorSpec(shape, dtype)
+
     def _track_module_variables(self):
         tf = _tf()
         module_vars = list(getattr(self._module, "variables", []) or [])
@@ -213,6 +247,23 @@ class HubLayer(keras.layers.Layer):
             if len(outputs) == 1:
                 return next(iter(outputs.values()))
         return outputs
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild the layer; in safe mode only for a trusted handle (see above)."""
+        handle = config.get("handle")
+        if not is_trusted(handle) and _compat.deserialization_safe_mode() is not False:
+            raise ValueError(
+                f"Refusing to load the HubLayer {config.get('name')!r} with "
+                f"handle={handle!r} in safe mode: loading it would resolve "
+                "the handle (downloading it when it is a URL) and run the "
+                "SavedModel's TensorFlow graph, which can read and write "
+                "files. If you trust this handle, load inside "
+                f"`keras_transfer.layers.trust_hub_handles([{handle!r}])`, "
+                "or pass `safe_mode=False` to the loading function, or call "
+                "`keras.config.enable_unsafe_deserialization()`."
+            )
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()

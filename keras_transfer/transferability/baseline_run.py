@@ -4,6 +4,7 @@ import keras
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.transferability.transfer_report import TransferReport
+from keras_transfer.utils.progress import progress_verbose
 
 
 @keras_transfer_export("keras_transfer.transferability.BaselineRun")
@@ -131,7 +132,7 @@ class BaselineRun(keras.callbacks.Callback):
             epochs=1,
             validation_data=self.validation_data,
             shuffle=is_array,
-            verbose=self.verbose,
+            verbose=progress_verbose(self.verbose),
         )
         for key, values in history.history.items():
             self.baseline_history.setdefault(key, []).append(float(values[-1]))

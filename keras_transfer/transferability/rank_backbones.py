@@ -14,6 +14,7 @@ from keras_transfer.transferability.leep import leep
 from keras_transfer.transferability.logme import logme
 from keras_transfer.transferability.nce import nce
 from keras_transfer.transferability.transrate import transrate
+from keras_transfer.utils.progress import progress_verbose
 
 FEATURE_METRICS = ("logme", "h_score", "transrate")
 OUTPUT_METRICS = ("leep", "nce")
@@ -305,7 +306,13 @@ def _extractor(model, cut, want_outputs):
 def _extract(name, model, cut, preprocess, batches, num_batches, metrics, verbose):
     want_outputs = any(needs for _, _, needs in metrics)
     extractor = _extractor(model, cut, want_outputs)
-    bar = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
+    bar = (
+        keras.utils.Progbar(
+            num_batches, unit_name="batch", verbose=progress_verbose(1)
+        )
+        if verbose
+        else None
+    )
     if verbose:
         print(f"Candidate {name}: extracting features")
     feats, probs, labels = [], [], []

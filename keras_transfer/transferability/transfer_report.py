@@ -1,13 +1,18 @@
 """TransferReport: did transfer help, compared with a baseline trained alike?"""
 
 import math
+import re
 
+import keras
 import numpy as np
 
+from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 
 VERDICTS = ("positive", "neutral", "negative", "baseline_broken")
-_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "crossentropy", "perplexity")
+MODES = ("auto", "min", "max")
+# Names Keras's `compile` accepts for a metric besides its registered name.
+_KERAS_ALIASES = {"acc": "accuracy"}
 
 
 def curve_of(run, metric, name):
@@ -36,8 +41,46 @@ def curve_of(run, metric, name):
 
 
 def infer_higher_is_better(metric):
-    name = metric.lower()
-    return not any(word in name for word in _LOWER_IS_BETTER)
+    """Whether `metric` (a History key) is better high, from what Keras knows.
+
+    As Keras's monitor callbacks do in `mode="auto"`: a loss (`"loss"`,
+    `"val_loss"`, `"<output>_loss"`) is better low; a Keras metric says its
+    own direction (`keras.metrics.get`); a name Keras knows only as a loss
+    (`keras.losses.get`) is better low. Anything else returns `None`: the
+    caller must be told with `mode=`.
+    """
+    name = metric.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return False
+    for candidate in (name, re.sub(r"_\d+$", "", name)):  # "auc_1": Keras's
+        candidate = _KERAS_ALIASES.get(candidate, candidate)
+        direction = _compat.metric_direction(candidate)
+        if direction is not None:
+            return direction == "up"
+        try:
+            keras.losses.get(candidate)
+        except (ValueError, TypeError):
+            continue
+        return False
+    return None
+
+
+def _higher_is_better(metric, mode):
+    if mode not in MODES:
+        raise ValueError(
+            f"`mode` must be one of {MODES}. Received: mode={mode!r}"
+        )
+    if mode != "auto":
+        return mode == "max"
+    higher = infer_higher_is_better(metric)
+    if higher is None:
+        raise ValueError(
+            f"Cannot tell whether {metric!r} is better high or low: Keras knows "
+            "no loss or metric of that name. Pass mode='max' (higher is "
+            "better) or mode='min' (lower is better). Received: "
+            f"metric={metric!r}, mode='auto'"
+        )
+    return higher
 
 
 def train_metric_of(metric):
@@ -79,9 +122,12 @@ class TransferReport:
         baseline: Same, for the model trained without transfer (e.g. from
             random weights) on the same data for the same epochs.
         metric: String. The metric to compare, e.g. `"val_accuracy"`.
-        higher_is_better: Optional boolean. `None` infers it from the name:
-            names with "loss", "error", "mse", "mae", "crossentropy" are lower
-            is better, others higher is better.
+        mode: One of `"auto"`, `"min"`, `"max"`, as in Keras's
+            `EarlyStopping`: whether `metric` is better low (`"min"`) or high
+            (`"max"`). `"auto"` uses what Keras knows: losses are better low,
+            and a Keras metric (`"accuracy"`, `"auc"`, `"kl_divergence"`,
+            `"hinge"`, ...) says its own direction; for any other name
+            `"auto"` is an error that asks for `mode=`.
         tolerance: Float >= 0. Gains within +-tolerance (metric units) count
             as no difference. Default 0.01.
         threshold: Optional float. Performance level for "epochs to
@@ -121,7 +167,7 @@ class TransferReport:
         transfer,
         baseline,
         metric="val_accuracy",
-        higher_is_better=None,
+        mode="auto",
         tolerance=0.01,
         threshold=None,
         num_classes=None,
@@ -151,11 +197,8 @@ class TransferReport:
                 f"`broken_gap` must be a float > 0. Received: broken_gap={broken_gap}"
             )
         self.metric = metric
-        self.higher_is_better = (
-            infer_higher_is_better(metric)
-            if higher_is_better is None
-            else bool(higher_is_better)
-        )
+        self.higher_is_better = _higher_is_better(metric, mode)
+        self.mode = "max" if self.higher_is_better else "min"
         self.tolerance = float(tolerance)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.same_data = bool(same_data)
@@ -323,6 +366,7 @@ class TransferReport:
         """Everything needed to rebuild the report, plus the indicators."""
         return {
             "metric": self.metric,
+            "mode": self.mode,
             "higher_is_better": self.higher_is_better,
             "tolerance": self.tolerance,
             "threshold": self.threshold,
@@ -358,7 +402,7 @@ class TransferReport:
             {metric: data["transfer_curve"]},
             {metric: data["baseline_curve"]},
             metric=metric,
-            higher_is_better=data["higher_is_better"],
+            mode=data.get("mode") or ("max" if data["higher_is_better"] else "min"),
             tolerance=data["tolerance"],
             threshold=data["threshold"],
             num_classes=data["num_classes"],

@@ -32,6 +32,14 @@ def check_steps(name, value, minimum=1):
     return int(value)
 
 
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_fraction(name, value):
     if (
         isinstance(value, bool)
