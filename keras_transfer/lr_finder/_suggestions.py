@@ -9,26 +9,24 @@ import numpy as np
 
 
 def valley(learning_rates, losses):
-    """The middle of the longest descent of the loss curve (fastai's rule).
+    """Halfway along the longest descent of the loss curve (fastai's rule).
 
     The longest run of points along which the loss keeps going down (a
-    longest strictly decreasing subsequence), then the point halfway along
-    it: well below the rate where the loss turns, well above where it
-    starts to move.
+    longest strictly decreasing subsequence, of length `n`, ending at point
+    `end`) is taken as the valley `[end - n, end]`, and the rate half way
+    along it (at a third plus a sixth of its length, as fastai does): well
+    below the rate where the loss turns, well above where it starts to move.
     """
-    n = len(losses)
-    length = np.ones(n, dtype=int)  # longest descent ending at each point
-    origin = np.arange(n)  # where that descent starts
-    for i in range(1, n):
-        lower_before = np.nonzero(losses[:i] > losses[i])[0]
-        if lower_before.size:
-            best = lower_before[np.argmax(length[lower_before])]
-            if length[best] + 1 > length[i]:
-                length[i] = length[best] + 1
-                origin[i] = origin[best]
+    count = len(losses)
+    length = np.ones(count, dtype=int)  # longest descent ending at each point
+    for i in range(1, count):
+        higher_before = losses[:i] > losses[i]
+        if np.any(higher_before):
+            length[i] = 1 + int(np.max(length[:i][higher_before]))
     end = int(np.argmax(length))
-    start = int(origin[end])
-    return learning_rates[start + (end - start) // 2]
+    start = max(0, end - int(length[end]))
+    span = (end - start) / 3
+    return learning_rates[start + int(span) + int(span / 2)]
 
 
 def steepest(learning_rates, losses):

@@ -43,7 +43,7 @@ class LRFinderResult:
         >>> print(f"{result.suggestion('minimum'):.1e}")
         8.9e-03
         >>> print(f"{result.suggestion('valley'):.1e}")
-        3.0e-03
+        1.8e-03
     """
 
     def __init__(
