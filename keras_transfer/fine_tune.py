@@ -89,11 +89,11 @@ def fine_tune(
         unfreeze_every: Integer. Epochs between two unfreeze events.
         learning_rate: Float, or `"find"`. Peak learning rate of the head.
             `"find"` first runs `keras_transfer.lr_find` (100 steps, the
-            model left as it was) on the model as it trains once the
-            schedule has unfrozen its groups, with the same optimizer, loss
-            and per-group factors, and uses its `"valley"` suggestion; the
-            rate is printed (unless `verbose=0`) and kept in the History
-            (see Returns).
+            model left as it was) on the model as its first epoch trains it
+            (the head-only phase, as fastai runs it on the frozen model),
+            with the same optimizer, loss and per-group factors, and uses its
+            `"valley"` suggestion; the rate is printed (unless `verbose=0`)
+            and kept in the History (see Returns).
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
             layers (lower / upper), the head counting as the top layer: the
             top group of the backbone gets `learning_rate * layer_decay`.
@@ -226,7 +226,7 @@ def fine_tune(
         if find:
             found = _find_learning_rate(
                 model,
-                unfreezing.final_groups(epochs),
+                unfreezing.groups_at(0),
                 (train_data, batch_size, optimizer, layer_decay, backbone),
                 (loss, metrics, freeze_bn, train_bn, verbose),
             )
@@ -278,7 +278,7 @@ def fine_tune(
 
 
 def _find_learning_rate(model, groups, data, settings):
-    """`lr_find` on the model as it trains once `groups` groups are unfrozen."""
+    """`lr_find` on the model with its top `groups` groups trainable."""
     train_data, batch_size, optimizer, layer_decay, backbone = data
     loss, metrics, freeze_bn, train_bn, verbose = settings
     if loss is None:

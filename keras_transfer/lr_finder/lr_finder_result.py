@@ -43,7 +43,7 @@ class LRFinderResult:
         >>> print(f"{result.suggestion('minimum'):.1e}")
         8.9e-03
         >>> print(f"{result.suggestion('valley'):.1e}")
-        1.8e-03
+        4.8e-03
     """
 
     def __init__(
@@ -71,13 +71,20 @@ class LRFinderResult:
         keep = np.isfinite(self.smoothed_losses)
         return self.learning_rates[keep], self.smoothed_losses[keep]
 
-    def suggestion(self, method="valley"):
+    def suggestion(self, method="valley", skip_start=0.1, skip_end=5):
         """A learning rate read off the smoothed loss curve.
+
+        As fastai does, the first tenth of the curve (where the moving
+        average is still settling and the rate too small to matter) and the
+        last five points (where the loss blows up) are left out first.
 
         Args:
             method: String. `"valley"`: halfway along the longest descent of
                 the loss (fastai's default); `"steepest"`: where the loss falls
                 fastest; `"minimum"`: one tenth of the rate at the lowest loss.
+            skip_start: Float in [0, 1). Fraction of the points left out at
+                the start.
+            skip_end: Integer >= 0. Points left out at the end.
 
         Returns:
             Float, the suggested learning rate.
@@ -87,7 +94,20 @@ class LRFinderResult:
                 f"`method` must be one of {sorted(SUGGESTIONS)}. Received: "
                 f"method={method!r}"
             )
+        if isinstance(skip_start, bool) or not 0 <= skip_start < 1:
+            raise ValueError(
+                "`skip_start` must be a fraction in [0, 1). Received: "
+                f"skip_start={skip_start!r}"
+            )
+        if isinstance(skip_end, bool) or not isinstance(skip_end, int) or skip_end < 0:
+            raise ValueError(
+                f"`skip_end` must be an integer >= 0. Received: skip_end={skip_end!r}"
+            )
         rates, losses = self._finite()
+        first = int(len(rates) * skip_start)
+        last = len(rates) - skip_end
+        if last - first >= 2:  # too short a curve to trim: use all of it
+            rates, losses = rates[first:last], losses[first:last]
         if rates.size == 0:
             raise ValueError(
                 "The range test recorded no finite loss, so no rate can be "
