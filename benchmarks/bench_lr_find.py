@@ -13,6 +13,12 @@ Rows (choose with --rows, comma separated):
   sgd_10x      SGD at 1e-2, ten times the default: the rate a user who knew
                would pick.
   sgd_find     SGD with `learning_rate="find"`.
+  plain        `fine_tune` with plain SGD (no momentum) at the default rate
+               1e-3: ten times too small a step (SGD with momentum 0.9 takes
+               steps ten times as large at the same rate).
+  plain_find   plain SGD with `learning_rate="find"`.
+  adam_rate    `fine_tune`, Adam, at the peak rate given by `--rate` (to
+               check a found rate by hand).
 
 For the `find` rows the table also gives the rate found, the steps the
 range test ran and its wall time, against the wall time of the fine-tune.
@@ -43,6 +49,9 @@ DESCRIPTION = {
     "sgd": "fine_tune, SGD(momentum=0.9), 1e-3 (10x too low)",
     "sgd_10x": "fine_tune, SGD(momentum=0.9), 1e-2",
     "sgd_find": "fine_tune, SGD(momentum=0.9), learning_rate='find'",
+    "plain": "fine_tune, plain SGD, 1e-3 (10x too low)",
+    "plain_find": "fine_tune, plain SGD, learning_rate='find'",
+    "adam_rate": "fine_tune, Adam, the rate given by --rate",
 }
 
 
@@ -75,17 +84,21 @@ def make_model():
     return keras.Model(inputs, outputs), backbone
 
 
-def run(row, seed, data):
+def run(row, seed, data, rate=None):
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
     kwargs = {}
     if row.startswith("sgd"):
         kwargs["optimizer"] = keras.optimizers.SGD(momentum=0.9)
+    elif row.startswith("plain"):
+        kwargs["optimizer"] = keras.optimizers.SGD()
     if row.endswith("find"):
         kwargs["learning_rate"] = "find"
     elif row == "sgd_10x":
         kwargs["learning_rate"] = 1e-2
+    elif row == "adam_rate":
+        kwargs["learning_rate"] = rate
     began = time.perf_counter()
     history = fine_tune(model, backbone, (x, y), epochs=EPOCHS, verbose=0, **kwargs)
     seconds = time.perf_counter() - began
@@ -107,6 +120,7 @@ def main():
     parser.add_argument("--sgd-seeds", default="0")
     parser.add_argument("--rows", default="adam,adam_find,sgd,sgd_10x,sgd_find")
     parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     sgd_seeds = [int(s) for s in args.sgd_seeds.split(",")]
@@ -115,9 +129,9 @@ def main():
     for seed in seeds:
         data = load_data(seed, args.test)
         for row in rows:
-            if row.startswith("sgd") and seed not in sgd_seeds:
+            if row.startswith(("sgd", "plain")) and seed not in sgd_seeds:
                 continue
-            out = run(row, seed, data)
+            out = run(row, seed, data, args.rate)
             results[row].append(out)
             extra = ""
             if "steps" in out:
