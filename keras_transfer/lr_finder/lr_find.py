@@ -311,9 +311,9 @@ def _fit_arguments(data, batch_size):
             f"Received: batch_size={batch_size}"
         )
     if hasattr(data, "repeat") and hasattr(data, "element_spec"):  # tf.data
-        return data.repeat(), {}
+        return data.repeat(), {"shuffle": False}  # a dataset shuffles itself
     if isinstance(data, keras.utils.PyDataset):
-        return data, {}
+        return data, {"shuffle": False}
     raise ValueError(
         "`data` must be a tuple `(x, y)` of arrays, a tf.data.Dataset or a "
         f"keras.utils.PyDataset. Received: data={type(data).__name__}"
