@@ -14,6 +14,8 @@ Subpackages by capability:
 - `keras_transfer.transferability`: LogME and friends, ranking, reports.
 - `keras_transfer.export`: SavedModel and TFLite with parity checks.
 - `keras_transfer.fine_tune`: the one-call fine-tuning recipe.
+- `keras_transfer.lr_find`: the learning-rate range test.
+- `keras_transfer.averaging`: WiSE-FT interpolation and model soups.
 - `keras_transfer.datasets`: real data and weights that packages ship.
 - `keras_transfer.distribute`: `model.fit` under MultiWorkerMirroredStrategy.
 
@@ -23,6 +25,7 @@ does not import keras-hub, keras-cv or tensorflow-hub.
 
 from keras_transfer import (
     adaptation,
+    averaging,
     backbones,
     callbacks,
     datasets,
@@ -30,17 +33,20 @@ from keras_transfer import (
     export,
     layers,
     losses,
+    lr_finder,
     optimizers,
     regularizers,
     schedules,
     transferability,
 )
 from keras_transfer.fine_tune import fine_tune
+from keras_transfer.lr_finder import lr_find
 from keras_transfer.version import __version__
 
 __all__ = [
     "__version__",
     "adaptation",
+    "averaging",
     "backbones",
     "callbacks",
     "datasets",
@@ -49,6 +55,8 @@ __all__ = [
     "fine_tune",
     "layers",
     "losses",
+    "lr_find",
+    "lr_finder",
     "optimizers",
     "regularizers",
     "schedules",

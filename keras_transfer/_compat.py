@@ -37,6 +37,8 @@ REACHES = (
     "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica",
     "keras.src.saving.serialization_lib.in_safe_mode",
     "Metric._direction",
+    "Optimizer._learning_rate",
+    "Optimizer._model_variables_moving_average",
 )
 
 
@@ -443,3 +445,42 @@ def metric_direction(name):
             return None
     direction = getattr(metric, "_direction", None)
     return direction if direction in ("up", "down") else None
+
+
+# ------------------------------------------------- learning rates, averages
+
+
+def learning_rate_object(optimizer):
+    """What the innermost optimizer keeps as its learning rate.
+
+    A `keras.Variable` for a constant rate, or the `LearningRateSchedule`
+    (or callable) it was given. `Optimizer.learning_rate` returns the
+    schedule's value at the current step, not the schedule, and Keras has no
+    public way to tell the two apart; `Optimizer._learning_rate` holds it.
+    Wrappers (`LossScaleOptimizer`, `DiscriminativeLR`) are walked through
+    their public `inner_optimizer`.
+    """
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    try:
+        return optimizer._learning_rate
+    except AttributeError as error:
+        raise _moved("Optimizer._learning_rate", error) from error
+
+
+def moving_average_of(optimizer, variable):
+    """The EMA copy of `variable` an optimizer built with `use_ema=True` keeps.
+
+    Keras keeps the averages in `Optimizer._model_variables_moving_average`,
+    in the order of the variables the optimizer was built with
+    (`Optimizer._get_variable_index`), and has no public accessor. Returns
+    `None` when the optimizer keeps no average for `variable`.
+    """
+    try:
+        averages = optimizer._model_variables_moving_average
+        index = optimizer._get_variable_index(variable)
+    except KeyError:
+        return None
+    except AttributeError as error:
+        raise _moved("Optimizer._model_variables_moving_average", error) from error
+    return averages[index]

@@ -10,6 +10,7 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
+from keras_transfer.lr_finder import lr_find
 from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
@@ -37,6 +38,7 @@ def fine_tune(
     batch_size=None,
     callbacks=None,
     verbose="auto",
+    keep_head_weights=False,
     **fit_kwargs,
 ):
     """Fine-tune a model built on a pretrained backbone, in one call.
@@ -101,7 +103,13 @@ def fine_tune(
             default needs `epochs >= 2`; `head_epochs=0` starts unfreezing at
             the first epoch.
         unfreeze_every: Integer. Epochs between two unfreeze events.
-        learning_rate: Float. Peak learning rate of the head.
+        learning_rate: Float, or `"find"`. Peak learning rate of the head.
+            `"find"` first runs `keras_transfer.lr_find` (100 steps, the
+            model left as it was) on the model as its first epoch trains it
+            (the head-only phase, as fastai runs it on the frozen model),
+            with the same optimizer, loss and per-group factors, and uses its
+            `"valley"` suggestion; the rate is printed (unless `verbose=0`)
+            and kept in the History (see Returns).
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
             layers (lower / upper), the head counting as the top layer: the
             top group of the backbone gets `learning_rate * layer_decay`.
@@ -123,12 +131,21 @@ def fine_tune(
         callbacks: List of extra callbacks for `model.fit`.
         verbose: Passed to `model.fit`; `"auto"` and 1 show Keras's bar on
             a terminal and plain lines (`verbose=2`) in a file or log.
+        keep_head_weights: Boolean. Record the weights at the end of the
+            head-only phase (a linear probe on the pretrained features; the
+            weights before training if `head_epochs=0`) in
+            `history.head_weights`, a list as `model.get_weights()` gives.
+            With the final weights it gives the two ends of WiSE-FT
+            (`keras_transfer.averaging.interpolate`, `choose_alpha`).
         **fit_kwargs: Any other argument of `model.fit`.
 
     Returns:
         The `keras.callbacks.History` of the fit. Its `history` has the
         usual metrics and, per epoch, `unfrozen_groups` and
-        `trainable_params`.
+        `trainable_params`. `history.params["learning_rate"]` is the peak
+        rate used; with `learning_rate="find"` it is the rate found, and
+        `history.lr_find` holds the range test (`LRFinderResult`, with
+        `plot()`).
 
     Examples:
 
@@ -175,12 +192,20 @@ def fine_tune(
             f"never unfrozen. Received: head_epochs={head_epochs}, "
             f"epochs={epochs}"
         )
-    if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, (int, float)) and learning_rate > 0
+    find = isinstance(learning_rate, str) and learning_rate == "find"
+    if not find and (
+        isinstance(learning_rate, bool)
+        or not (isinstance(learning_rate, (int, float)) and learning_rate > 0)
     ):
         raise ValueError(
-            "`learning_rate` must be a positive float. Received: "
+            "`learning_rate` must be a positive float or 'find'. Received: "
             f"learning_rate={learning_rate!r}"
+        )
+    if find and not compile:
+        raise ValueError(
+            "`learning_rate='find'` needs `compile=True`: with compile=False "
+            "the model's own optimizer and rate are kept. Run "
+            "keras_transfer.lr_find(model, data) yourself instead."
         )
     if isinstance(layer_decay, bool) or not (
         isinstance(layer_decay, (int, float)) and 0 < layer_decay <= 1
@@ -231,6 +256,15 @@ def fine_tune(
             train_data, batch_size
         )
         total_steps = max(2, steps * epochs)
+        found = None
+        if find:
+            found = _find_learning_rate(
+                model,
+                unfreezing.groups_at(0),
+                (train_data, batch_size, optimizer, layer_decay, backbone),
+                (loss, metrics, freeze_bn, train_bn, verbose),
+            )
+            learning_rate = found.suggestion("valley")
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule
         else:
@@ -255,7 +289,10 @@ def fine_tune(
         x = train_data
         if batch_size is not None:
             fit_kwargs["batch_size"] = batch_size
-    return model.fit(
+    head_weights = []
+    if keep_head_weights:
+        callbacks = [_HeadWeights(head_epochs, head_weights), *(callbacks or [])]
+    history = model.fit(
         x,
         validation_data=validation_data,
         epochs=epochs,
@@ -263,6 +300,71 @@ def fine_tune(
         verbose=progress_verbose(verbose),
         **fit_kwargs,
     )
+    if compile and not isinstance(
+        schedule, keras.optimizers.schedules.LearningRateSchedule
+    ):
+        history.params["learning_rate"] = float(learning_rate)
+    if find:
+        history.lr_find = found
+    if keep_head_weights:
+        history.head_weights = head_weights[0] if head_weights else None
+    return history
+
+
+def _find_learning_rate(model, groups, data, settings):
+    """`lr_find` on the model with its top `groups` groups trainable."""
+    train_data, batch_size, optimizer, layer_decay, backbone = data
+    loss, metrics, freeze_bn, train_bn, verbose = settings
+    if loss is None:
+        loss, inferred = _infer_loss(model, train_data)
+        metrics = inferred if metrics is None else metrics
+    probe = _with_learning_rate(optimizer, 1e-3)
+    probe = _discriminative(probe, layer_decay, backbone)
+    flags = [(layer, layer.trainable) for layer in _compat.flatten_layers(backbone)]
+    if groups <= 0:
+        backbone.freeze(train_bn=train_bn)
+    elif groups >= len(backbone.groups):
+        backbone.unfreeze(freeze_bn=freeze_bn)
+    else:
+        backbone.freeze_to(groups, train_bn=train_bn, freeze_bn=freeze_bn)
+    model.compile(optimizer=probe, loss=loss, metrics=metrics)
+    try:
+        result = lr_find(
+            model,
+            tuple(train_data) if _is_arrays(train_data) else train_data,
+            batch_size=batch_size if _is_arrays(train_data) else None,
+            verbose=0,
+        )
+    finally:
+        # Outer layers first: setting `trainable` on a layer sets it on all
+        # the layers inside it.
+        for layer, flag in flags:
+            layer.trainable = flag
+    if verbose != 0:
+        print(
+            f"fine_tune: learning_rate='find' chose {result.suggestion():.3g} "
+            f"(valley of a {result.steps}-step range test, "
+            f"{result.seconds:.1f} s)",
+            flush=True,
+        )
+    return result
+
+
+class _HeadWeights(keras.callbacks.Callback):
+    """Records the weights once the head-only phase is over."""
+
+    def __init__(self, head_epochs, store):
+        super().__init__()
+        self.head_epochs = head_epochs
+        self.store = store
+
+    def on_train_begin(self, logs=None):
+        if self.head_epochs == 0:
+            self.store.append(self.model.get_weights())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.head_epochs:
+            self.store.append(self.model.get_weights())
 
 
 def _infer_loss(model, train_data):

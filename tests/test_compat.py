@@ -280,6 +280,29 @@ def check_metric_direction():
     assert _compat.metric_direction("surely_no_such_metric") is None
 
 
+def check_learning_rate_object():
+    optimizer = keras.optimizers.Adam(1e-3)
+    rate = _compat.learning_rate_object(optimizer)
+    assert isinstance(rate, keras.Variable), _compat.KERAS_VERSION
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, 10, 0.5)
+    from keras_transfer.optimizers import DiscriminativeLR
+
+    wrapped = DiscriminativeLR(keras.optimizers.SGD(schedule))
+    assert _compat.learning_rate_object(wrapped) is schedule
+
+
+def check_moving_average_of():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD(0.1, use_ema=True)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0)
+    kernel = model.layers[0].kernel
+    average = _compat.moving_average_of(optimizer, kernel)
+    assert average is not None and tuple(average.shape) == tuple(kernel.shape)
+    other = keras.Variable(np.zeros(3))
+    assert _compat.moving_average_of(optimizer, other) is None
+
+
 CHECKS = {
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_own_trainable_variables,
@@ -307,6 +330,8 @@ CHECKS = {
         check_deserialization_safe_mode
     ),
     "Metric._direction": check_metric_direction,
+    "Optimizer._learning_rate": check_learning_rate_object,
+    "Optimizer._model_variables_moving_average": check_moving_average_of,
 }
 
 

@@ -1,6 +1,7 @@
-"""Callbacks: gradual unfreezing and adaptation schedules inside one fit."""
+"""Callbacks: gradual unfreezing, adaptation schedules, weight averaging."""
 
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
+from keras_transfer.callbacks.weight_averaging import WeightAveraging
 
-__all__ = ["DANNLambdaScheduler", "GradualUnfreezing"]
+__all__ = ["DANNLambdaScheduler", "GradualUnfreezing", "WeightAveraging"]

@@ -33,6 +33,39 @@ _LINEAR_IN_LR = tuple(
 )
 
 _SPREAD_TAG = "slice"
+_EMA_ARGUMENTS = ("use_ema", "ema_momentum", "ema_overwrite_frequency")
+
+
+def _set_ema(target, ema):
+    """Set Keras's EMA arguments on the wrapped optimizer, before it builds."""
+    if not ema:
+        return
+    if target.built:
+        raise ValueError(
+            "`use_ema` must be set before the wrapped optimizer is built. "
+            f"Received: {ema} for an optimizer already built."
+        )
+    momentum = ema.get("ema_momentum", target.ema_momentum)
+    if isinstance(momentum, bool) or not (
+        isinstance(momentum, numbers.Real) and 0 <= momentum <= 1
+    ):
+        raise ValueError(
+            "`ema_momentum` must be a float in [0, 1]. Received: "
+            f"ema_momentum={momentum!r}"
+        )
+    frequency = ema.get("ema_overwrite_frequency", target.ema_overwrite_frequency)
+    if frequency is not None and (
+        isinstance(frequency, bool)
+        or not isinstance(frequency, numbers.Integral)
+        or frequency < 1
+    ):
+        raise ValueError(
+            "`ema_overwrite_frequency` must be an integer >= 1 or None. "
+            f"Received: ema_overwrite_frequency={frequency!r}"
+        )
+    target.use_ema = bool(ema.get("use_ema", target.use_ema))
+    target.ema_momentum = float(momentum)
+    target.ema_overwrite_frequency = frequency
 
 
 def _check_multiplier(value, where):
@@ -110,6 +143,13 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
     unfreezing later (followed by `model.make_train_function(force=True)`)
     needs no new optimizer.
 
+    Keras's exponential moving average of the weights (`use_ema`) works
+    through the wrapper: set it on the wrapped optimizer
+    (`keras.optimizers.Adam(use_ema=True)`), or pass `use_ema`,
+    `ema_momentum` and `ema_overwrite_frequency` here and they are set on the
+    wrapped optimizer (and saved with it). At the end of `fit` each variable
+    that trains gets its own average; frozen variables are left as they are.
+
     Args:
         optimizer: A `keras.optimizers.Optimizer` instance to wrap. May itself
             be a `keras.optimizers.LossScaleOptimizer`.
@@ -120,6 +160,9 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         groups: A backbone, a dict `{name: regex or list of regexes}`, or
             `None`. Named groups of variables, ordered from input to output.
         name: String. Name of the optimizer.
+        **kwargs: Only `use_ema`, `ema_momentum` and
+            `ema_overwrite_frequency`, set on the wrapped optimizer (see
+            `keras.optimizers.Optimizer`).
 
     Examples:
 
@@ -168,11 +211,14 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 "and per-variable factors instead. Received: "
                 "optimizer=MultiOptimizer"
             )
+        ema = {k: kwargs.pop(k) for k in _EMA_ARGUMENTS if k in kwargs}
         if kwargs:
             raise ValueError(
-                "`DiscriminativeLR` takes no base optimizer arguments; set "
-                f"them on the wrapped `optimizer`. Received: {sorted(kwargs)}"
+                "`DiscriminativeLR` takes no base optimizer arguments other "
+                f"than {list(_EMA_ARGUMENTS)}; set them on the wrapped "
+                f"`optimizer`. Received: {sorted(kwargs)}"
             )
+        _set_ema(_innermost(optimizer), ema)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
         # Plain-Python holder: the groups hold model variables and the target
@@ -579,7 +625,17 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
         return self.inner_optimizer.scale_loss(loss)
 
     def finalize_variable_values(self, var_list):
-        self.inner_optimizer.finalize_variable_values(var_list)
+        target = self._target
+        if not target.use_ema:
+            self.inner_optimizer.finalize_variable_values(var_list)
+            return
+        # The wrapped optimizer may be built on more variables than train now
+        # (frozen groups of a backbone), so its averages are matched to
+        # `var_list` by variable, not by position.
+        for variable in var_list:
+            average = _compat.moving_average_of(target, variable)
+            if average is not None:
+                variable.assign(average)
 
     @property
     def variables(self):
