@@ -11,6 +11,7 @@ Subpackages by capability:
 - `keras_transfer.losses`: domain adaptation losses.
 - `keras_transfer.adaptation`: domain adaptation models.
 - `keras_transfer.transferability`: LogME and friends, ranking, reports.
+- `keras_transfer.peft`: LoRA and DoRA adapters, merged for export.
 - `keras_transfer.export`: SavedModel and TFLite with parity checks.
 - `keras_transfer.fine_tune`: the one-call fine-tuning recipe.
 - `keras_transfer.datasets`: real data and weights that packages ship.
@@ -30,6 +31,7 @@ from keras_transfer import (
     layers,
     losses,
     optimizers,
+    peft,
     regularizers,
     schedules,
     transferability,
@@ -49,6 +51,7 @@ __all__ = [
     "layers",
     "losses",
     "optimizers",
+    "peft",
     "regularizers",
     "schedules",
     "transferability",
