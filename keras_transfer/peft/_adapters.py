@@ -83,7 +83,9 @@ def weight_shape(layer):
     original = getattr(layer, "original_kernel_shape", None)
     if original is not None:
         return tuple(int(d) for d in original)
-    return tuple(int(d) for d in layer.kernel.shape)
+    if getattr(layer, "quantization_mode", None) == "int4":
+        return tuple(int(d) for d in layer.kernel.shape)  # unpacked
+    return tuple(int(d) for d in _compat.base_weight(layer).shape)
 
 
 def is_conv(layer):
@@ -91,16 +93,30 @@ def is_conv(layer):
 
 
 def lora_dims(layer):
-    """`(rows of A, columns of B)`: the two sides of the low-rank update."""
+    """`(rows of A, columns of B)`: the two sides of Keras's low-rank update.
+
+    Keras factors a kernel over its last axis: A spans every other axis
+    (`kernel.shape[:-1] + (rank,)`), B is `(rank, kernel.shape[-1])`.
+    """
     shape = weight_shape(layer)
-    if is_conv(layer):
-        return math.prod(shape[:-1]), shape[-1]
-    return shape[0], math.prod(shape[1:])
+    return math.prod(shape[:-1]), shape[-1]
 
 
 def norm_axes(layer):
-    """Axes DoRA's column norm runs over: the side that LoRA's A factor spans."""
+    """Axes of the kernel that DoRA's norm runs over: the input axes.
+
+    Dense: the input axis; convolutions: the window and input channels;
+    EinsumDense: the kernel axes its equation contracts with the input.
+    The magnitude has one entry per output unit (every other axis).
+    """
     rank = len(weight_shape(layer))
+    equation = getattr(layer, "equation", None)
+    if equation:
+        inputs, rest = equation.replace(" ", "").split(",")
+        kernel, output = rest.split("->")
+        return tuple(
+            i for i, c in enumerate(kernel) if c in inputs and c not in output
+        )
     if is_conv(layer):
         return tuple(range(rank - 1))
     return (0,)
