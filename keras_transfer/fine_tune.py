@@ -33,6 +33,8 @@ def fine_tune(
     batch_size=None,
     callbacks=None,
     verbose="auto",
+    peft=None,
+    rank=8,
     **fit_kwargs,
 ):
     """Fine-tune a model built on a pretrained backbone, in one call.
@@ -105,6 +107,12 @@ def fine_tune(
             (default 32).
         callbacks: List of extra callbacks for `model.fit`.
         verbose: Passed to `model.fit`.
+        peft: `None` (train the backbone's own weights), `"lora"` or
+            `"dora"`: first call `keras_transfer.peft.enable_lora(backbone,
+            rank=rank, dora=peft == "dora")` with its default targets, so
+            that the groups unfrozen by the schedule train their adapters
+            (at their group's rate) while the pretrained weights stay frozen.
+        rank: Integer. Rank of the adapters when `peft` is set.
         **fit_kwargs: Any other argument of `model.fit`.
 
     Returns:
@@ -176,6 +184,15 @@ def fine_tune(
                 "and resume with keras.callbacks.BackupAndRestore. Received: "
                 f"{name}={fit_kwargs[name]!r}"
             )
+
+    if peft not in (None, "lora", "dora"):
+        raise ValueError(
+            f"`peft` must be None, 'lora' or 'dora'. Received: peft={peft!r}"
+        )
+    if peft is not None:
+        from keras_transfer.peft import enable_lora
+
+        enable_lora(backbone, rank=rank, dora=peft == "dora")
 
     num_groups = len(backbone.groups) if hasattr(backbone, "groups") else 0
     unfreezing = GradualUnfreezing(
