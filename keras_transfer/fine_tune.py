@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
+from keras_transfer.peft.enable_lora import enable_lora
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 
@@ -190,8 +191,6 @@ def fine_tune(
             f"`peft` must be None, 'lora' or 'dora'. Received: peft={peft!r}"
         )
     if peft is not None:
-        from keras_transfer.peft import enable_lora
-
         enable_lora(backbone, rank=rank, dora=peft == "dora")
 
     num_groups = len(backbone.groups) if hasattr(backbone, "groups") else 0
