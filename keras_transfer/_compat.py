@@ -136,3 +136,41 @@ def base_weight(layer):
         if variable is not None:
             return variable
     raise _moved(f"{type(layer).__name__}._kernel", "no such attribute")
+
+
+def freeze_variables(layer, keep_ids, partial=True):
+    """Make the own variables of `layer` non-trainable for good, but `keep_ids`.
+
+    Keras's `Layer.trainable = True` sets `trainable=True` on every variable
+    the layer created trainable (`Layer._trainable_variables`), so a
+    variable frozen with `variable.trainable = False` (as Keras's own
+    `enable_lora` freezes the kernel) trains again as soon as anything
+    unfreezes the layer (`Backbone.freeze_to`, `GradualUnfreezing`). Moving
+    the variable to `Layer._non_trainable_variables` keeps it frozen.
+
+    The moved variables go to the front of the non-trainable list, so a layer
+    whose trainable variables all move keeps the order of `layer.weights`
+    (which Keras's default `save_own_variables` relies on). With
+    `partial=False` a layer is frozen entirely or not at all.
+    Returns the variables that were frozen.
+    """
+    try:
+        trainable = layer._trainable_variables
+        non_trainable = layer._non_trainable_variables
+        stored = layer._tracker.stored_ids
+    except AttributeError as error:
+        raise _moved("Layer._trainable_variables", error) from error
+    moved = [v for v in trainable if id(v) not in keep_ids]
+    if moved and not partial and len(moved) < len(trainable):
+        moved = list(trainable)
+    if not moved:
+        return []
+    ids = {id(v) for v in moved}
+    # In place: the layer's tracker holds these very lists.
+    trainable[:] = [v for v in trainable if id(v) not in ids]
+    non_trainable[:0] = moved
+    for v in moved:
+        v.trainable = False
+        stored.get("trainable_variables", set()).discard(id(v))
+        stored.setdefault("non_trainable_variables", set()).add(id(v))
+    return moved

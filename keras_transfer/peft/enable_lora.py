@@ -33,8 +33,10 @@ def enable_lora(
     `Embedding` and the convolutions, quantized int8/int4 layers included),
     then freezes every other weight: only the adapters, the layers named in
     `train` and, with `bitfit=True`, biases and normalization scales train.
-    BatchNormalization layers not named in `train` are put in inference
-    mode (`trainable=False`), so their moving statistics stay as they are.
+    The frozen weights stay frozen when a layer or group is unfrozen later
+    (`Backbone.freeze_to`, `GradualUnfreezing`): that makes its adapters
+    trainable. BatchNormalization layers not named in `train` are put in
+    inference mode (`trainable=False`), so their moving statistics stay.
 
     With `dora=True`, DoRA (Liu et al., 2024): each targeted weight is
     written as a trained magnitude vector (one entry per output unit)
@@ -78,8 +80,10 @@ def enable_lora(
             and `Conv1D/2D/3D` layers that are not quantized).
         train: Same kinds of items as `targets`: layers whose own weights
             all stay trainable (the new head, for instance).
-        bitfit: Boolean. Also train biases and normalization scales/offsets
-            (BitFit, Ben Zaken et al., 2022).
+        bitfit: Boolean. Also train the biases of Dense, EinsumDense and
+            convolution layers and the scales/offsets of Layer-, Group- and
+            RMS-normalization layers (BitFit, Ben Zaken et al., 2022).
+            BatchNormalization stays frozen in inference mode.
 
     Returns:
         A `LoRASummary` (prints as a table).
@@ -189,24 +193,52 @@ def _is_norm(layer):
     )
 
 
-def freeze_base(root, paths, kept, bitfit):
-    """Freeze every weight of `root` but the adapters, `kept` layers, BitFit."""
-    trainable = set()
+# Layers whose saving names each variable (so their variables may be frozen
+# one by one without changing what the `.keras` file holds).
+_SAVED_BY_NAME = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Embedding,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+)
+_BITFIT_NORMS = (
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.RMSNormalization,
+)
+
+
+def freeze_base(root, paths, kept, bitfit, keep_ids=()):
+    """Freeze every weight of `root` but the adapters, `kept` layers, BitFit.
+
+    Frozen weights leave their layer's trainable variables for good (see
+    `_compat.freeze_variables`): unfreezing a layer or a group later
+    (`Backbone.freeze_to`, `GradualUnfreezing`) makes its adapters
+    trainable, never its pretrained weights.
+    """
+    keep = set(keep_ids)
     for path, layer in paths.items():
         if _adapters.is_adapted(layer):
-            trainable.update(id(v) for v in _adapters.adapter_variables(layer))
+            keep.update(id(v) for v in _adapters.adapter_variables(layer))
         if path in kept:
-            trainable.update(id(v) for v in layer.weights)
-        elif bitfit:
-            for v in _adapters.own_variables(layer):
+            keep.update(id(v) for v in layer.weights)
+    for path, layer in paths.items():
+        own = _adapters.own_variables(layer)
+        layer_keep = set(keep)
+        if bitfit and path not in kept:
+            for v in own:
                 name = v.path.rsplit("/", 1)[-1]
-                if name == "bias" or (_is_norm(layer) and name in ("gamma", "beta")):
-                    trainable.add(id(v))
-    for v in root.weights:
-        if id(v) not in trainable:
-            v.trainable = False
-    # Weights are frozen one by one above; the layers themselves must be
-    # trainable for the adapters to train (a frozen backbone included).
+                if (name == "bias" and isinstance(layer, _SAVED_BY_NAME)) or (
+                    isinstance(layer, _BITFIT_NORMS) and name in ("gamma", "beta")
+                ):
+                    layer_keep.add(id(v))
+        _compat.freeze_variables(
+            layer, layer_keep, partial=isinstance(layer, _SAVED_BY_NAME)
+        )
+    # The layers themselves must be trainable for the adapters to train (a
+    # frozen backbone included); the frozen weights no longer follow.
     root.trainable = True
     for path, layer in paths.items():
         if isinstance(layer, keras.layers.BatchNormalization) and path not in kept:

@@ -42,12 +42,13 @@ def load_adapters(model, path):
         ...     return keras.Sequential(
         ...         [keras.Input((8,)), keras.layers.Dense(4, name="proj")])
         >>> trained = base()
+        >>> pretrained = trained.get_weights()
         >>> _ = enable_lora(trained, rank=2, targets="proj")
         >>> _ = trained.get_layer("proj").lora_kernel_b.assign(np.ones((2, 4)))
         >>> path = os.path.join(tempfile.mkdtemp(), "adapters.npz")
         >>> _ = save_adapters(trained, path)
         >>> fresh = base()
-        >>> fresh.set_weights([w for w in trained.get_weights()[:2]])
+        >>> fresh.set_weights(pretrained)
         >>> summary = load_adapters(fresh, path)
         >>> summary.paths
         ['proj']
@@ -140,9 +141,7 @@ def load_adapters(model, path):
             if _adapters.own_variables(layer)
             and all(id(v) in saved for v in _adapters.own_variables(layer))
         }
-        freeze_base(model, paths, kept, bitfit=False)
-        for name in header["variables"]:
-            owners[name][1].trainable = True
+        freeze_base(model, paths, kept, bitfit=False, keep_ids=saved)
     for key in header["layers"]:
         layer = paths[key]
         for attr in _adapters.adapter_names(layer):

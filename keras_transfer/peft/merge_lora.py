@@ -19,7 +19,9 @@ def merge_lora(model):
     the same outputs (within float32 rounding). Quantized int8/int4 layers
     are re-quantized with the update folded in, as Keras does when it saves.
     The merged kernels stay frozen as they were; set `trainable` to train
-    them. A compiled model must be compiled again before it trains.
+    them. The traced functions of `model` are reset; when `model` is part of
+    a larger model that has already run `fit`/`predict`, compile that model
+    again (or call its `make_predict_function(force=True)`).
 
     `keras_transfer.export` merges a copy by itself: export does not need
     this call, and leaves the model it is given untouched.
@@ -53,6 +55,10 @@ def merge_lora(model):
         )
     for layer in adapted.values():
         merge_layer(layer)
+    # Traced train/test/predict functions still hold the adapter variables.
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
     return list(adapted)
 
 
