@@ -77,8 +77,9 @@ def run_row(row, seed):
     rng = np.random.default_rng(seed)
     train = keras_transfer.datasets.few_shot_indices(labels, PER_CLASS, rng=rng)
     rest = np.setdiff1d(np.arange(len(labels)), train)
-    test = keras_transfer.datasets.few_shot_indices(labels[rest], TEST_PER_CLASS, rng=rng)
-    test = rest[test]
+    test = rest[
+        keras_transfer.datasets.few_shot_indices(labels[rest], TEST_PER_CLASS, rng=rng)
+    ]
 
     preset = keras_transfer.datasets.minilm_preset_dir()
     tokenizer = keras_hub.models.BertTokenizer(
@@ -208,7 +209,8 @@ def main():
             [sys.executable, __file__, "--child", row, "--seeds", args.seeds],
             capture_output=True, text=True,
         )
-        found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        lines = done.stdout.splitlines()
+        found = [line for line in lines if line.startswith("RESULT ")]
         if not found:
             print(f"{row}: failed\n{done.stderr[-3000:]}", flush=True)
             continue

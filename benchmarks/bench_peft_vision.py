@@ -17,10 +17,10 @@ Rows (choose with --rows, comma separated):
 
 Each row runs in its own process (peak memory is the row's own). Columns as
 in `bench_peft_text.py`. For the LoRA rows the script also merges the model
-(`merge_lora`, after the export) and reports the largest output difference to the unmerged
-model on the test images, and the size of the TFLite file that
-`keras_transfer.export.to_tflite` writes for the adapted model (merged
-automatically) next to the one of the base model before training.
+(`merge_lora`, after the export) and reports the largest output
+difference to the unmerged model on the test images, and the size of the
+TFLite file that `keras_transfer.export.to_tflite` writes for the adapted
+model (merged automatically) next to the one of the base model.
 
 Run: nice -n 10 python benchmarks/bench_peft_vision.py --seeds 0
 """

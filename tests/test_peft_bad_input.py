@@ -102,7 +102,7 @@ def test_load_adapters_of_another_rank(tmp_path):
     other = mlp()
     enable_lora(other, rank=3, targets="body")
     before = state(other)
-    with pytest.raises(ValueError, match="`rank` of the saved adapters of layer 'body' is 2"):
+    with pytest.raises(ValueError, match="`rank` of the saved adapters of layer"):
         load_adapters(other, path)
     assert_same(other, before)
 
@@ -124,7 +124,7 @@ def test_load_adapters_onto_the_wrong_base(tmp_path):
     h = keras.layers.Dense(12, name="body")(inputs)
     wider = keras.Model(inputs, keras.layers.Dense(3, name="head")(h))
     before = state(wider)
-    with pytest.raises(ValueError, match="Layer 'body' of `model` has a weight of shape"):
+    with pytest.raises(ValueError, match="Layer 'body' of `model` has a weight of"):
         load_adapters(wider, path)
     assert_same(wider, before)
     # Not an adapter file.

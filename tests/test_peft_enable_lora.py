@@ -117,9 +117,8 @@ def test_bitfit_trains_biases_and_norms():
 
 def test_targets_by_class_callable_and_group():
     model = mlp()
-    assert enable_lora(model, rank=2, targets=lambda l: l.name == "mid").paths == [
-        "mid"
-    ]
+    summary = enable_lora(model, rank=2, targets=lambda layer: layer.name == "mid")
+    assert summary.paths == ["mid"]
     inputs = keras.Input((6,))
     h = keras.layers.Dense(8, name="low")(inputs)
     h = keras.layers.Dense(8, name="high")(h)

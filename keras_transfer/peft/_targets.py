@@ -40,7 +40,8 @@ def _is_pointwise(layer):
 
 def family_of(paths):
     """`"transformer"` when `paths` hold an attention layer, else `"cnn"`."""
-    if any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in paths.values()):
+    attention = keras.layers.MultiHeadAttention
+    if any(isinstance(layer, attention) for layer in paths.values()):
         return "transformer"
     return "cnn"
 

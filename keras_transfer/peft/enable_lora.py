@@ -127,7 +127,9 @@ def enable_lora(
         raise ValueError(f"`bitfit` must be a boolean. Received: bitfit={bitfit!r}")
 
     paths = _adapters.layer_paths(model_or_layer)
-    kept = set(_targets.select(model_or_layer, paths, train, "train")) if train else set()
+    kept = set()
+    if train is not None:
+        kept = set(_targets.select(model_or_layer, paths, train, "train"))
     chosen = [
         p for p in _targets.select(model_or_layer, paths, targets, "targets")
         if _adapters.supports_lora(paths[p]) and p not in kept

@@ -7,7 +7,12 @@ import numpy as np
 
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.peft import _adapters
-from keras_transfer.peft.enable_lora import apply_plan, check_plan, freeze_base, summarize
+from keras_transfer.peft.enable_lora import (
+    apply_plan,
+    check_plan,
+    freeze_base,
+    summarize,
+)
 from keras_transfer.peft.save_adapters import FORMAT
 
 
@@ -53,7 +58,8 @@ def load_adapters(model, path):
         >>> summary.paths
         ['proj']
         >>> x = np.ones((1, 8), "float32")
-        >>> bool(np.allclose(fresh.predict(x, verbose=0), trained.predict(x, verbose=0)))
+        >>> expected = trained.predict(x, verbose=0)
+        >>> bool(np.allclose(fresh.predict(x, verbose=0), expected))
         True
     """
     _adapters.check_model(model, "model")

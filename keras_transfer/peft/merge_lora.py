@@ -16,10 +16,10 @@ def merge_lora(model):
     magnitude times the normalized direction) as its kernel, computed in
     float32, and loses its adapter variables: the model then has exactly the
     variables (and the layer classes) of the base architecture, and gives
-    the same outputs (within float32 rounding). Quantized int8/int4 layers
+    the same outputs (within float32 rounding). Quantized int8 layers
     are re-quantized with the update folded in, as Keras does when it saves.
-    The merged kernels stay frozen as they were; set `trainable` to train
-    them. The traced functions of `model` are reset; when `model` is part of
+    The merged kernels stay frozen (set `variable.trainable = True` to
+    train them). The traced functions of `model` are reset; when `model` is part of
     a larger model that has already run `fit`/`predict`, compile that model
     again (or call its `make_predict_function(force=True)`).
 
@@ -53,6 +53,13 @@ def merge_lora(model):
             "`model` has no LoRA or DoRA adapters to merge: call `enable_lora` "
             f"first. Received: model={model.name!r}"
         )
+    for path, layer in adapted.items():
+        mode = getattr(layer, "quantization_mode", None)
+        if mode not in (None, "int8"):
+            raise ValueError(
+                f"`model` has adapters on layer '{path}', quantized as {mode}: "
+                "merge_lora folds adapters into float and int8 layers only."
+            )
     for layer in adapted.values():
         merge_layer(layer)
     # Traced train/test/predict functions still hold the adapter variables.

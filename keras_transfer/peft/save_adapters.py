@@ -51,7 +51,9 @@ def save_adapters(model, path):
             f"first. Received: model={model.name!r}"
         )
     if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"`path` must be a string or path-like. Received: path={path!r}")
+        raise ValueError(
+            f"`path` must be a string or path-like. Received: path={path!r}"
+        )
     arrays = {}
     header = {"format": FORMAT, "version": VERSION, "layers": {}, "variables": {}}
     adapter_ids = set()
@@ -63,7 +65,8 @@ def save_adapters(model, path):
             "alpha": layer.lora_alpha,
             "weight_shape": list(_adapters.weight_shape(layer)),
         }
-        for name, v in zip(_adapters.adapter_names(layer), _adapters.adapter_variables(layer)):
+        names = _adapters.adapter_names(layer)
+        for name, v in zip(names, _adapters.adapter_variables(layer)):
             arrays[f"layers/{key}/{name}"] = keras.ops.convert_to_numpy(v)
             adapter_ids.add(id(v))
     trainable = {id(v) for v in model.trainable_weights} - adapter_ids
