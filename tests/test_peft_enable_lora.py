@@ -244,3 +244,12 @@ def test_mirrored_strategy(strategy):
     model.fit(X, Y, epochs=1, batch_size=4, verbose=0)
     changed = changed_paths(snapshot, model.weights)
     assert "body/lora_kernel_b" in changed and "body/kernel" not in changed
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_keras_hub_bert_keras_file_round_trip(tmp_path, dora):
+    backbone, preprocessor = tiny_bert()
+    tokens = preprocessor(["good movie", "bad movie"])
+    enable_lora(backbone, rank=2, dora=dora)
+    perturb(backbone)
+    run_model_saving_test(backbone, tokens, tmp_path, atol=1e-5)
