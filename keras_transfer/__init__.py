@@ -12,6 +12,7 @@ Subpackages by capability:
 - `keras_transfer.losses`: domain adaptation losses.
 - `keras_transfer.adaptation`: domain adaptation models.
 - `keras_transfer.transferability`: LogME and friends, ranking, reports.
+- `keras_transfer.peft`: LoRA and DoRA adapters, merged for export.
 - `keras_transfer.export`: SavedModel and TFLite with parity checks.
 - `keras_transfer.fine_tune`: the one-call fine-tuning recipe.
 - `keras_transfer.lr_find`: the learning-rate range test.
@@ -35,6 +36,7 @@ from keras_transfer import (
     losses,
     lr_finder,
     optimizers,
+    peft,
     regularizers,
     schedules,
     transferability,
@@ -58,6 +60,7 @@ __all__ = [
     "lr_find",
     "lr_finder",
     "optimizers",
+    "peft",
     "regularizers",
     "schedules",
     "transferability",

@@ -11,6 +11,7 @@ from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from keras_transfer.lr_finder import lr_find
+from keras_transfer.peft.enable_lora import enable_lora
 from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
@@ -39,6 +40,8 @@ def fine_tune(
     callbacks=None,
     verbose="auto",
     keep_head_weights=False,
+    peft=None,
+    rank=8,
     **fit_kwargs,
 ):
     """Fine-tune a model built on a pretrained backbone, in one call.
@@ -137,6 +140,12 @@ def fine_tune(
             `history.head_weights`, a list as `model.get_weights()` gives.
             With the final weights it gives the two ends of WiSE-FT
             (`keras_transfer.averaging.interpolate`, `choose_alpha`).
+        peft: `None` (train the backbone's own weights), `"lora"` or
+            `"dora"`: first call `keras_transfer.peft.enable_lora(backbone,
+            rank=rank, dora=peft == "dora")` with its default targets, so
+            that the groups unfrozen by the schedule train their adapters
+            (at their group's rate) while the pretrained weights stay frozen.
+        rank: Integer. Rank of the adapters when `peft` is set.
         **fit_kwargs: Any other argument of `model.fit`.
 
     Returns:
@@ -236,6 +245,15 @@ def fine_tune(
                 "and resume with keras.callbacks.BackupAndRestore. Received: "
                 f"{name}={fit_kwargs[name]!r}"
             )
+
+    if peft not in (None, "lora", "dora"):
+        raise ValueError(
+            f"`peft` must be None, 'lora' or 'dora'. Received: peft={peft!r}"
+        )
+    if peft is not None:
+        enable_lora(
+            getattr(backbone, "layer", backbone), rank=rank, dora=peft == "dora"
+        )
 
     num_groups = len(backbone.groups)
     unfreezing = GradualUnfreezing(

@@ -303,6 +303,75 @@ def check_moving_average_of():
     assert _compat.moving_average_of(optimizer, other) is None
 
 
+def _small_dense():
+    layer = keras.layers.Dense(3)
+    layer.build((None, 4))
+    return layer
+
+
+def check_unlocked_state():
+    layer = _small_dense()
+    with _compat.unlocked_state(layer):
+        layer.extra = layer.add_weight(name="extra", shape=(2,), initializer="ones")
+    assert "extra" in [v.name for v in layer.weights]
+
+
+def check_remove_variables():
+    layer = _small_dense()
+    layer.enable_lora(2)
+    _compat.remove_variables(layer, ["lora_kernel_a", "lora_kernel_b"])
+    assert [v.name for v in layer.weights] == ["kernel", "bias"]
+    assert not hasattr(layer, "lora_kernel_a")
+
+
+def check_set_class():
+    class Sub(keras.layers.Dense):
+        pass
+
+    layer = _small_dense()
+    _compat.set_class(layer, Sub)
+    assert type(layer) is Sub
+    _compat.set_class(layer, keras.layers.Dense)
+    assert type(layer) is keras.layers.Dense
+
+
+def check_base_weight():
+    layer = _small_dense()
+    layer.enable_lora(2)
+    layer.lora_kernel_b.assign(np.ones((2, 3)))
+    base = _compat.base_weight(layer)
+    assert base is not None and base.shape == (4, 3)
+    assert not np.allclose(base.numpy(), layer.kernel.numpy())
+
+
+def check_merged_quantized_kernel():
+    layer = _small_dense()
+    layer.quantize("int8")
+    layer.enable_lora(2)
+    kernel, scale = _compat.merged_quantized_kernel(layer)
+    assert kernel.dtype == "int8" and scale is not None
+
+
+def check_freeze_variables():
+    norm = keras.layers.BatchNormalization()
+    norm.build((None, 3))
+    order = [v.name for v in norm.weights]
+    frozen = _compat.freeze_variables(norm, keep_ids=set())
+    assert [v.name for v in frozen] == ["gamma", "beta"]
+    assert [v.name for v in norm.weights] == order  # saving order unchanged
+    norm.trainable = True
+    assert norm.trainable_weights == []
+    layer = _small_dense()
+    _compat.freeze_variables(layer, keep_ids={id(layer.bias)})
+    layer.trainable = False
+    layer.trainable = True
+    assert [v.name for v in layer.trainable_weights] == ["bias"]
+    partial = keras.layers.LayerNormalization()
+    partial.build((None, 3))
+    _compat.freeze_variables(partial, keep_ids={id(partial.beta)}, partial=False)
+    assert partial.trainable_weights == []
+
+
 CHECKS = {
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_own_trainable_variables,
@@ -332,6 +401,16 @@ CHECKS = {
     "Metric._direction": check_metric_direction,
     "Optimizer._learning_rate": check_learning_rate_object,
     "Optimizer._model_variables_moving_average": check_moving_average_of,
+    "Layer._tracker (unlocked to add a variable)": check_unlocked_state,
+    "Layer._trainable_variables and _non_trainable_variables (variables removed)": (
+        check_remove_variables
+    ),
+    "Layer.__class__ (replaced by a subclass)": check_set_class,
+    "Layer._get_kernel_with_merged_lora": check_merged_quantized_kernel,
+    "Layer._kernel / Embedding._embeddings": check_base_weight,
+    "Layer._trainable_variables and _non_trainable_variables (variables moved)": (
+        check_freeze_variables
+    ),
 }
 
 

@@ -270,7 +270,10 @@ def check_common(check_parity, parity_atol, num_parity_samples):
 
 ExportPlan = collections.namedtuple(
     "ExportPlan",
-    ["model", "used_inference_model", "input_signature", "specs", "path", "inputs"],
+    [
+        "model", "used_inference_model", "input_signature", "specs", "path",
+        "inputs", "reference",
+    ],
 )
 
 
@@ -283,8 +286,13 @@ def prepare(
     Nothing is written here: a bad argument fails before any file is touched.
     """
     from keras_transfer.export import _paths
+    from keras_transfer.peft._merged_copy import merged_copy
 
     exported, used_inference_model = resolve_model(model)
+    # LoRA/DoRA adapters are merged in a copy, so the artifact has exactly the
+    # base architecture's weights; parity is checked against the adapted model.
+    reference = exported
+    exported = merged_copy(exported)
     input_signature = normalize_input_signature(input_signature)
     specs = input_specs(exported, input_signature)
     path = _paths.check_path(path, overwrite)
@@ -296,4 +304,4 @@ def prepare(
             input_signature,
         )
     return ExportPlan(exported, used_inference_model, input_signature, specs, path,
-                      inputs)
+                      inputs, reference)

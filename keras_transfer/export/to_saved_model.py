@@ -104,7 +104,7 @@ def to_saved_model(
         result = {"max_abs_diff": None, "parity_ok": None, "tolerance": None,
                   "argmax_agreement": None, "num_parity_samples": 0}
         if check_parity:
-            reference = _parity.named_outputs(exported(inputs, training=False))
+            reference = _parity.named_outputs(plan.reference(inputs, training=False))
             artifact = _run_saved_model(target, specs, inputs)
             diff, worst, agreement = _parity.compare(reference, artifact)
             tolerance = parity_atol

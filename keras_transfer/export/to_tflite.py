@@ -167,7 +167,7 @@ def to_tflite(
                   "argmax_agreement": None, "num_parity_samples": 0}
         if check_parity:
             runner = _Runner(target, specs)
-            reference = _parity.named_outputs(exported(inputs, training=False))
+            reference = _parity.named_outputs(plan.reference(inputs, training=False))
             diff, worst, agreement = _parity.compare(reference, runner(inputs))
             result.update(
                 max_abs_diff=diff,
@@ -190,7 +190,7 @@ def to_tflite(
                         result=result,
                     )
         if evaluation_data is not None:
-            result.update(_evaluate(exported, _Runner(target, specs),
+            result.update(_evaluate(plan.reference, _Runner(target, specs),
                                     evaluation_data))
         size = os.path.getsize(target)
 

@@ -1,0 +1,237 @@
+"""LoRA and DoRA against full fine-tuning on a real text encoder.
+
+Task: BBC News (5 classes) with 20 labelled texts per class (a new random
+draw per seed), scored on 50 held-out texts per class (the same for every
+run of a seed). Encoder: the shipped all-MiniLM-L6-v2 (keras-hub BERT,
+22.7M parameters), sequences cut at 64 tokens, mean pooling, a dense
+softmax head. AdamW, batch 16, the same epochs for every row.
+
+Rows (choose with --rows, comma separated):
+  head     frozen encoder, the head alone trains (lr 3e-3).
+  full     everything trains (lr 1e-4).
+  lora4, lora8, lora16   `enable_lora(backbone, rank=r)` with its default
+           targets (query/value and feed-forward projections), lr 1e-3.
+  dora8    the same with `dora=True`.
+  qlora8   the encoder quantized with `backbone.quantize("int8")`, then LoRA
+           r=8 (float adapters on a frozen int8 base).
+
+Each row runs in its own process, so that the peak memory (ru_maxrss) is the
+row's own. Columns: test accuracy (mean and spread over seeds), trainable
+parameters (and their share of all parameters), median training step time,
+peak resident memory of the process, memory added by training (peak minus
+the resident memory once the model is built), and the size of the file that
+`save_adapters` writes (adapters and head; for `full` the bytes of all
+its weights, for `head` the head's `.weights.h5`). Memory added by training
+is taken from the first seed of a row (a fresh process).
+
+Run: nice -n 10 python benchmarks/bench_peft_text.py --seeds 0,1,2
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The repository first on the path, so the script measures this checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ROWS = ("full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8")
+PER_CLASS = 20
+TEST_PER_CLASS = 50
+SEQUENCE_LENGTH = 64
+BATCH = 16
+EPOCHS = int(os.environ.get("BENCH_PEFT_EPOCHS", "5"))
+LEARNING_RATES = {"head": 3e-3, "full": 1e-4}
+PEFT_LEARNING_RATE = 1e-3
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_row(row, seed):
+    """One row, one seed, in this process: returns a dict of figures."""
+    import keras
+    import keras_hub
+    import numpy as np
+
+    import keras_transfer
+    from keras_transfer.backbones import Backbone, add_head
+    from keras_transfer.peft import enable_lora, save_adapters
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    texts, labels, classes = keras_transfer.datasets.load_bbc_news()
+    rng = np.random.default_rng(seed)
+    train = keras_transfer.datasets.few_shot_indices(labels, PER_CLASS, rng=rng)
+    rest = np.setdiff1d(np.arange(len(labels)), train)
+    test = rest[
+        keras_transfer.datasets.few_shot_indices(labels[rest], TEST_PER_CLASS, rng=rng)
+    ]
+
+    preset = keras_transfer.datasets.minilm_preset_dir()
+    tokenizer = keras_hub.models.BertTokenizer(
+        vocabulary=os.path.join(preset, "vocab.txt"), lowercase=True
+    )
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=SEQUENCE_LENGTH
+    )
+
+    def tokens(indices):
+        out = preprocessor(np.array([texts[i] for i in indices]))
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    x_train, y_train = tokens(train), labels[train]
+    x_test, y_test = tokens(test), labels[test]
+
+    backbone = Backbone.from_preset(preset)
+    if row == "qlora8":
+        backbone.quantize("int8")
+    rank = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}.get(row)
+    if rank is not None:
+        enable_lora(backbone, rank=rank, dora=row == "dora8")
+    elif row == "head":
+        backbone.trainable = False
+    model = add_head(backbone, num_classes=len(classes), preprocessing=None)
+    lr = LEARNING_RATES.get(row, PEFT_LEARNING_RATE)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(lr, weight_decay=0.01),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    total = sum(int(np.prod(v.shape)) for v in model.weights)
+    built_mb = _rss_mb()
+
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    model.fit(
+        x_train, y_train, batch_size=BATCH, epochs=EPOCHS, verbose=0,
+        callbacks=[Timer()],
+    )
+    peak_mb = _peak_mb()
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=64, verbose=0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "weights")
+        if rank is not None:
+            size = save_adapters(model, path + ".npz")
+        elif row == "full":
+            # The weights themselves (a `.weights.h5` of a compiled model
+            # also holds the optimizer's state).
+            size = sum(keras.ops.convert_to_numpy(v).nbytes for v in model.weights)
+        else:
+            model.get_layer("head").save_weights(path + ".weights.h5")
+            size = os.path.getsize(path + ".weights.h5")
+    steady = times[2:] if len(times) > 4 else times
+    return {
+        "row": row,
+        "seed": seed,
+        "accuracy": float(accuracy),
+        "trainable": trainable,
+        "total": total,
+        "step_s": float(np.median(steady)),
+        "peak_mb": peak_mb,
+        "train_mb": peak_mb - built_mb,
+        "file_bytes": int(size),
+    }
+
+
+def _child(row, seeds):
+    results = [run_row(row, seed) for seed in seeds]
+    print("RESULT " + json.dumps(results), flush=True)
+
+
+def _table(results):
+    import numpy as np
+
+    full = [r for r in results if r["row"] == "full"]
+    full_step = np.median([r["step_s"] for r in full]) if full else None
+    full_mb = full[0]["train_mb"] if full else None
+    lines = [
+        "| row | accuracy (mean ± sd) | trainable params | step (s) | "
+        "vs full | peak RSS (MB) | training memory (MB) | file |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in ROWS:
+        rs = [r for r in results if r["row"] == row]
+        if not rs:
+            continue
+        acc = np.array([r["accuracy"] for r in rs])
+        step = float(np.median([r["step_s"] for r in rs]))
+        train_mb = rs[0]["train_mb"]  # the first seed: a fresh process
+        speed = f"{full_step / step:.2f}x" if full_step else "-"
+        lines.append(
+            f"| {row} | {acc.mean():.3f} ± {acc.std():.3f} (n={len(rs)}) | "
+            f"{rs[0]['trainable']:,} ({100 * rs[0]['trainable'] / rs[0]['total']:.2f}%)"
+            f" | {step:.3f} | {speed} | {max(r['peak_mb'] for r in rs):.0f} | "
+            f"{train_mb:.0f}"
+            + (f" ({100 * (1 - train_mb / full_mb):+.0f}% vs full)"
+               if full_mb and row != "full" else "")
+            + f" | {rs[0]['file_bytes'] / 1e6:.2f} MB |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help="write the raw results as JSON")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.child:
+        _child(args.child, seeds)
+        return
+    results = []
+    for row in args.rows.split(","):
+        start = time.time()
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", row, "--seeds", args.seeds],
+            capture_output=True, text=True,
+        )
+        lines = done.stdout.splitlines()
+        found = [line for line in lines if line.startswith("RESULT ")]
+        if not found:
+            print(f"{row}: failed\n{done.stderr[-3000:]}", flush=True)
+            continue
+        rows = json.loads(found[-1][len("RESULT "):])
+        results.extend(rows)
+        print(
+            f"{row}: " + ", ".join(f"{r['accuracy']:.3f}" for r in rows)
+            + f" ({time.time() - start:.0f} s)", flush=True,
+        )
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+    print()
+    print(
+        f"BBC News, {PER_CLASS}/class train, {TEST_PER_CLASS}/class test, "
+        f"MiniLM-L6 seq {SEQUENCE_LENGTH}, {EPOCHS} epochs, seeds {args.seeds}"
+    )
+    print(_table(results))
+
+
+if __name__ == "__main__":
+    main()
