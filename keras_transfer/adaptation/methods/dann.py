@@ -87,7 +87,9 @@ class DANN(AdaptationMethod):
         self.discriminator = discriminator or DomainDiscriminator(
             name="domain_discriminator"
         )
-        self.gradient_reversal = GradientReversal(self.lambda_, name="gradient_reversal")
+        self.gradient_reversal = GradientReversal(
+            self.lambda_, name="gradient_reversal"
+        )
 
     def discriminator_dim(self, context):
         """Width of the discriminator's input."""

@@ -45,7 +45,9 @@ class MDD(AdaptationMethod):
         super().__init__(name=name, **kwargs)
         self.lambda_ = check_lambda(lambda_)
         self.margin = float(check_positive("margin", margin))
-        self.gradient_reversal = GradientReversal(self.lambda_, name="gradient_reversal")
+        self.gradient_reversal = GradientReversal(
+            self.lambda_, name="gradient_reversal"
+        )
         self.adversary = None
         self.mdd_loss = None
         self._started = False
