@@ -6,7 +6,7 @@ import warnings
 import keras
 from keras import ops
 
-from keras_transfer.adaptation import _distribution, methods
+from keras_transfer.adaptation import methods
 from keras_transfer.adaptation._monitoring import TargetDiversity
 from keras_transfer.adaptation.methods import (
     CDAN,
@@ -18,6 +18,7 @@ from keras_transfer.adaptation.methods import (
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.callbacks.adaptation_monitor import AdaptationMonitor
 from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
+from keras_transfer.utils import global_batch
 from keras_transfer.utils.checks import check_lambda
 
 SOURCE, TARGET = "source", "target"
@@ -466,8 +467,7 @@ class DomainAdaptationModel(keras.Model):
                 m.build(context)
         if classes and self.target_diversity is None:
             self.target_diversity = TargetDiversity(num_classes)
-        self._num_classes = num_classes
-        if _distribution.executing_eagerly():
+        if global_batch.executing_eagerly():
             for m in self.methods:
                 m.start()
         self.built = True
@@ -561,16 +561,16 @@ class DomainAdaptationModel(keras.Model):
             from_logits=self.from_logits,
             training=training,
         )
-        global_batch = None
+        gathered = None
         adaptation = ops.zeros((), "float32")
         for method, weight, tracker in zip(
             self.methods, self.method_weights, self.method_trackers
         ):
             batch = local
             if method.batch_statistic:
-                if global_batch is None:
-                    global_batch = _gather(local)
-                batch = global_batch
+                if gathered is None:
+                    gathered = _gather(local)
+                batch = gathered
             value, extra = method.compute(batch), {}
             if isinstance(value, tuple):
                 value, extra = value
@@ -580,7 +580,7 @@ class DomainAdaptationModel(keras.Model):
                 tracker.update_state(value)
                 for name, values in extra.items():
                     self.method_metric_trackers[name].update_state(values)
-        replicas = _distribution.num_replicas()
+        replicas = global_batch.num_replicas()
         if training:
             self.classification_loss_tracker.update_state(
                 ops.cast(classification, "float32") * replicas
@@ -740,13 +740,13 @@ class DomainAdaptationModel(keras.Model):
 
 def _gather(batch):
     """`batch` over the global batch of every replica (the same outside one)."""
-    if _distribution.num_replicas() == 1:
+    if global_batch.num_replicas() == 1:
         return batch
     return AdaptationBatch(
-        _distribution.gather(batch.source_features),
-        _distribution.gather(batch.target_features),
-        _distribution.gather(batch.source_predictions),
-        _distribution.gather(batch.target_predictions),
+        global_batch.gather(batch.source_features),
+        global_batch.gather(batch.target_features),
+        global_batch.gather(batch.source_predictions),
+        global_batch.gather(batch.target_predictions),
         from_logits=batch.from_logits,
         training=batch.training,
     )

@@ -1,4 +1,7 @@
-"""The TensorFlow-specific part of adaptation training, in one place (private).
+"""Batch statistics over the global batch under `tf.distribute` (private).
+
+The TensorFlow-specific part of training the adaptation methods and BSS,
+in one place.
 
 Under a `tf.distribute` strategy each replica computes its loss on its part
 of the batch, and Keras sums the replicas' gradients; a loss that is a mean
