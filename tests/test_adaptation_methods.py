@@ -480,3 +480,79 @@ def test_mixed_precision(policy):
     assert all(v.dtype == "float32" for v in model.weights)
     assert features.compute_dtype == policy.split("_")[1]
     assert np.isfinite(model.predict(xt, verbose=0)).all()
+
+
+# ------------------------------------------- each method beats source-only
+
+
+def _shifted_blobs():
+    # Three Gaussian blobs; the target is the source shrunk by 0.6 and moved
+    # by (2, -1): a covariate shift that moves parts of two classes across
+    # the source decision boundaries, while each target class stays a
+    # separate cluster. Alignment (MMD, JMMD, CORAL, DANN) moves the target
+    # features back onto the source ones; entropy and MCC move the
+    # boundaries into the gaps between the target clusters.
+    rng = np.random.default_rng(0)
+
+    def blobs(n):
+        y = rng.integers(0, 3, n)
+        angle = np.deg2rad(y * 120.0)
+        centers = np.stack([np.cos(angle), np.sin(angle)], 1) * 3.0
+        return (centers + rng.normal(size=(n, 2)) * 0.6).astype("float32"), y
+
+    xs, ys = blobs(256)
+    xt, yt = blobs(256)
+    xt = (xt * 0.6 + np.array([2.0, -1.0], "float32")).astype("float32")
+    return xs, ys, xt, yt
+
+
+def _blob_nets():
+    keras.utils.set_random_seed(0)
+    features = keras.Sequential([
+        keras.Input((2,)), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(8, activation="relu")])
+    head = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+    return features, head
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["mmd", "jmmd", "coral", "mcc", "entropy",
+                                    "dann", "cdan", "cdan+e"])
+def test_method_beats_source_only_on_a_shift_it_addresses(method):
+    # Both sides start from the same network trained on the source for 5
+    # epochs, then train 8 more epochs: source only, or with the method.
+    # Measured with these seeds (target accuracy, source only 0.70): MMD
+    # 0.97, JMMD 0.97, CORAL 0.76, MCC 0.85, entropy 0.87, DANN 0.81, CDAN
+    # 0.86, CDAN+E 0.86.
+    xs, ys, xt, yt = _shifted_blobs()
+    features, head = _blob_nets()
+    source = keras.Sequential([features, head])
+    source.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    source.fit(xs, ys, epochs=5, batch_size=32, verbose=0)
+    start = [w.numpy() for w in source.weights]
+
+    def accuracy(model):
+        return float(np.mean(model.predict(xt, verbose=0).argmax(-1) == yt))
+
+    features, head = _blob_nets()
+    baseline = keras.Sequential([features, head])
+    baseline.set_weights(start)
+    baseline.compile(keras.optimizers.Adam(0.005), "sparse_categorical_crossentropy")
+    baseline.fit(xs, ys, epochs=8, batch_size=32, verbose=0)
+
+    features, head = _blob_nets()
+    keras.Sequential([features, head]).set_weights(start)
+    kwargs = {}
+    if methods.REGISTRY[method].uses_discriminator:
+        kwargs["discriminator"] = DomainDiscriminator((16,))
+    model = DomainAdaptationModel(features, head,
+                                  method=methods.get(method, **kwargs),
+                                  monitor=False)
+    model.compile(keras.optimizers.Adam(0.005), "sparse_categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(pair_datasets((xs, ys), xt, batch_size=32, seed=0), epochs=8,
+                  verbose=0)
+    assert accuracy(model) > accuracy(baseline) + 0.03, (
+        method, accuracy(model), accuracy(baseline))
