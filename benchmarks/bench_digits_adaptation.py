@@ -175,20 +175,17 @@ def run_ours(method, data, seed, epochs, batch_size):
         model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0,
                   callbacks=[timer])
         return accuracy(model, x_test, y_test), timer.per_epoch()
+    registry = keras_transfer.adaptation.methods
     options = {}
-    if method == "dann":
+    if method in ("dann", "mdd"):
         options["lambda_"] = 0.1
-    elif method.startswith("cdan"):
-        options["lambda_"] = 1.0
-    elif method == "mdd":
-        options["lambda_"] = 0.1
-    weights = {"coral": 1.0, "mmd": 1.0, "jmmd": 1.0, "mcc": 1.0, "entropy": 0.1}
+    if registry.REGISTRY[method].uses_discriminator:
+        options["discriminator"] = keras_transfer.layers.DomainDiscriminator((64,))
+    weights = {"entropy": 0.1}
     model = keras_transfer.adaptation.DomainAdaptationModel(
         encoder(),
         head(),
-        method={method: weights.get(method, 1.0)},
-        discriminator=keras_transfer.layers.DomainDiscriminator((64,)),
-        **options,
+        method=[(registry.get(method, **options), weights.get(method, 1.0))],
     )
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     paired = keras_transfer.adaptation.pair_datasets(

@@ -31,7 +31,6 @@ REACHES = (
     "Optimizer._use_weight_decay",
     "Optimizer._apply_weight_decay",
     "Optimizer.update_step (replaced on an instance)",
-    "Trainer._loss_tracker",
     "Trainer builds the optimizer from its own method (call stack)",
     "ConcreteFunction._arg_keywords",
     "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica",
@@ -317,16 +316,6 @@ def concrete_function_arg_names(concrete):
 
 
 # ---------------------------------------------------------------- trainers
-
-
-def loss_tracker(model):
-    """The `Mean` metric that a compiled `model` reports as `loss`.
-
-    A custom `train_step` that computes its own total loss must update it to
-    report `loss`; Keras creates it in `compile` and exposes it only as
-    `Trainer._loss_tracker`.
-    """
-    return _attribute(model, "_loss_tracker", "Trainer._loss_tracker")
 
 
 def _tensorflow_trainer():

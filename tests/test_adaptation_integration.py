@@ -6,7 +6,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
+from keras_transfer.adaptation import DANN, DomainAdaptationModel, pair_datasets
 from keras_transfer.backbones import Backbone
 from keras_transfer.callbacks import GradualUnfreezing
 from keras_transfer.export import to_saved_model, to_tflite
@@ -37,7 +37,7 @@ def _dann(backbone):
         [keras.Input((8,)), keras.layers.Dense(2, activation="softmax")], name="head"
     )
     return DomainAdaptationModel(
-        backbone, head, method="dann", discriminator=DomainDiscriminator((4,))
+        backbone, head, method=DANN(discriminator=DomainDiscriminator((4,)))
     )
 
 

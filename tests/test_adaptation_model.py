@@ -8,8 +8,15 @@ import pytest
 import tensorflow as tf
 
 from keras_transfer import _compat
-from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
-from keras_transfer.adaptation.domain_adaptation_model import METHODS
+from keras_transfer.adaptation import (
+    CDAN,
+    DANN,
+    MDD,
+    DomainAdaptationModel,
+    methods,
+    pair_datasets,
+)
+from keras_transfer.adaptation.methods import AdaptationBatch
 from keras_transfer.layers import DomainDiscriminator, GradientReversal
 from tests.testing import (
     changed_paths,
@@ -32,10 +39,32 @@ def _nets(seed=0):
     return features, head
 
 
-def _model(method="dann", seed=0, **kwargs):
+METHODS = tuple(methods.REGISTRY)
+LOGGED = {"source_accuracy", "target_entropy", "target_top_class_share"}
+
+
+def _method(name, **kwargs):
+    """The registered method, with a small discriminator where it has one."""
+    cls = methods.REGISTRY[name]
+    if cls.uses_discriminator:
+        kwargs.setdefault("discriminator", DomainDiscriminator((5,)))
+    if not cls.uses_reversal:
+        kwargs.pop("lambda_", None)
+    return methods.get(name, **kwargs)
+
+
+def _model(method="dann", seed=0, lambda_=None, lambda_warmup=True, **kwargs):
     features, head = _nets(seed)
-    kwargs.setdefault("discriminator", DomainDiscriminator((5,)))
-    return DomainAdaptationModel(features, head, method=method, **kwargs)
+    extra = {} if lambda_ is None else {"lambda_": lambda_}
+    if isinstance(method, str):
+        method = _method(method, **extra)
+    elif isinstance(method, (list, tuple)):
+        method = [_method(m, **extra) for m in method]
+    elif isinstance(method, dict):
+        method = [(_method(m, **extra), w) for m, w in method.items()]
+    return DomainAdaptationModel(
+        features, head, method=method, lambda_warmup=lambda_warmup, **kwargs
+    )
 
 
 def _data(n_source=16, n_target=12, batch_size=8, target_labels=False):
@@ -71,6 +100,7 @@ def test_fit_trains_every_part(method):
     assert np.all(np.isfinite(logs["loss"]))
     expected = {"loss", "accuracy", "classification_loss", "adaptation_loss",
                 method.replace("+", "_") + "_loss", "val_loss", "val_accuracy"}
+    expected |= LOGGED
     if method in ("dann", "cdan", "cdan+e"):
         expected.add("domain_accuracy")
     assert set(logs) == expected
@@ -140,9 +170,10 @@ def test_discriminator_loss_is_bounded():
     logits.kernel.assign(np.full(logits.kernel.shape, 1e3, "float32"))
     features = np.abs(np.random.default_rng(0).normal(size=(8, 6))) + 1.0
     # Source (label 1) gets logit +big: right; target (label 0) +big: wrong.
-    loss, _ = model._domain_loss(
-        "dann", features.astype("float32"), None, 4, training=False
-    )
+    features = features.astype("float32")
+    batch = AdaptationBatch(features[:4], features[4:], None, None,
+                            from_logits=False, training=False)
+    loss, _ = model.methods[0].compute(batch)
     assert 0.5 * 16.0 - 1e-3 <= float(loss) <= 0.5 * 16.0 + 1e-3
 
 
@@ -162,21 +193,20 @@ class _BatchSizeRecorder(keras.layers.Layer):
 @pytest.mark.parametrize(
     "method, target_labels, expected",
     [("dann", False, 8), ("coral", False, 8), ("mmd", False, 8),
-     ("entropy", False, 16), ("cdan", False, 16), ("dann", True, 16)],
+     ("entropy", False, 16), ("cdan", False, 16), ("dann", True, 8)],
 )
 def test_classifier_runs_on_the_target_only_when_needed(
     method, target_labels, expected
 ):
     # DANN, CORAL and MMD align features only: the classifier's training pass
-    # covers the 8 source samples of a batch; methods that read target
-    # predictions (and the target_accuracy metric) need all 16.
+    # covers the 8 source samples of a batch (the target_accuracy metric and
+    # the diversity logs read an inference pass); methods that read target
+    # predictions need all 16.
     features, head = _nets()
     recorder = _BatchSizeRecorder()
     classifier = keras.Sequential([keras.Input((6,)), recorder, head])
     model = _compile(DomainAdaptationModel(
-        features, classifier, method=method,
-        discriminator=DomainDiscriminator((5,)),
-    ))
+        features, classifier, method=_method(method)))
     data, _ = _data(target_labels=target_labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -234,15 +264,33 @@ def test_keras_saving(method, tmp_path):
 def test_serialization():
     features, head = _nets()
     model = DomainAdaptationModel(
-        features, head, method={"cdan": 1.0, "entropy": 0.1}, lambda_=0.2,
-        discriminator=DomainDiscriminator((4,), batch_norm=True), mdd_margin=3.0,
+        features, head,
+        method=[(CDAN(lambda_=0.2, discriminator=DomainDiscriminator(
+            (4,), batch_norm=True)), 1.0), ("entropy", 0.1)],
     )
     revived = run_serialization_test(model)
     assert revived.method == {"cdan": 1.0, "entropy": 0.1}
+    assert revived.methods[0].lambda_ == 0.2
+    assert revived.discriminator.batch_norm
+
+
+def test_moved_keywords_still_work_with_a_deprecation_warning():
+    features, head = _nets()
+    with pytest.warns(DeprecationWarning, match="moved to the method objects"):
+        model = DomainAdaptationModel(
+            features, head, method={"cdan": 1.0, "mdd": 0.5}, lambda_=0.2,
+            discriminator=DomainDiscriminator((4,)), mdd_margin=3.0,
+            cdan_random_dim=7,
+        )
+    cdan, mdd = model.methods
+    assert (cdan.lambda_, cdan.random_dim, mdd.lambda_, mdd.margin) == (
+        0.2, 7, 0.2, 3.0)
+    assert cdan.discriminator.hidden_units == (4,)
 
 
 def test_cdan_random_projection():
-    model = _compile(_model("cdan", cdan_random_dim=7))
+    model = _compile(_model(CDAN(random_dim=7,
+                                 discriminator=DomainDiscriminator((5,)))))
     data, _ = _data()
     model.fit(data, epochs=1, verbose=0)
     assert model.discriminator.hidden_layers[0].kernel.shape == (7, 5)
@@ -307,9 +355,13 @@ def test_bad_input():
     with pytest.raises(ValueError, match="Known methods: dann, cdan"):
         DomainAdaptationModel(features, head, method="dan")
     with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
-        DomainAdaptationModel(features, head, method="dann", lambda_=-1.0)
+        DomainAdaptationModel(features, head, method=DANN(lambda_=-1.0))
     with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
-        DomainAdaptationModel(features, head, method="coral", lambda_=-1.0)
+        MDD(lambda_=-1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(ValueError, match="`lambda_` must be >= 0"):
+            DomainAdaptationModel(features, head, method="coral", lambda_=-1.0)
     with pytest.raises(ValueError, match="`method` weights"):
         DomainAdaptationModel(features, head, method={"mmd": -1.0})
     with pytest.raises(ValueError, match="only one of"):

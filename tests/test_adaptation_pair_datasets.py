@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
+from keras_transfer.adaptation import DANN, DomainAdaptationModel, pair_datasets
 from keras_transfer.layers import DomainDiscriminator
 
 
@@ -101,7 +101,7 @@ def _source_only_and_dann_accuracy(xs, ys, xt, yt, seed):
     keras.utils.set_random_seed(seed)
     features, head = _nets()
     model = DomainAdaptationModel(
-        features, head, method="dann", discriminator=DomainDiscriminator((32,))
+        features, head, method=DANN(discriminator=DomainDiscriminator((32,)))
     )
     model.compile(keras.optimizers.Adam(0.005), "sparse_categorical_crossentropy")
     with warnings.catch_warnings():

@@ -206,16 +206,6 @@ def check_skip_apply_weight_decay():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(a), np.ones((2, 2)))
 
 
-def check_loss_tracker():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
-    tracker = _compat.loss_tracker(model)
-    assert isinstance(tracker, keras.metrics.Mean) and tracker.name == "loss"
-    assert tracker in model.metrics
-    history = model.fit(np.ones((4, 3)), np.zeros((4, 1)), epochs=1, verbose=0)
-    assert float(tracker.result()) == pytest.approx(history.history["loss"][0])
-
-
 def check_concrete_function_arg_names(tmp_path):
     class Module(tf.Module):
         def __init__(self):
@@ -387,7 +377,6 @@ CHECKS = {
     "Optimizer._use_weight_decay": check_uses_weight_decay,
     "Optimizer._apply_weight_decay": check_skip_apply_weight_decay,
     "Optimizer.update_step (replaced on an instance)": check_replace_update_step,
-    "Trainer._loss_tracker": check_loss_tracker,
     "Trainer builds the optimizer from its own method (call stack)": (
         check_model_building
     ),

@@ -491,7 +491,7 @@ def test_model_with_layers_not_built_yet_is_a_clear_error():
     # a DomainAdaptationModel whose feature extractor has no Input) would be
     # left out of it. The callback says so, and building the model first
     # is the way out.
-    from keras_transfer.adaptation import DomainAdaptationModel, pair_datasets
+    from keras_transfer.adaptation import DANN, DomainAdaptationModel, pair_datasets
     from keras_transfer.layers import DomainDiscriminator
 
     def adaptation_model():
@@ -500,8 +500,8 @@ def test_model_with_layers_not_built_yet_is_a_clear_error():
         features = keras.Sequential([backbone])  # no Input: built lazily
         head = keras.Sequential([keras.layers.Dense(2, activation="softmax")])
         model = DomainAdaptationModel(
-            features, head, discriminator=DomainDiscriminator((4,),
-            name="domain_discriminator"),
+            features, head, method=DANN(discriminator=DomainDiscriminator(
+                (4,), name="domain_discriminator")),
         )
         model.compile("adam", "sparse_categorical_crossentropy")
         return model, backbone

@@ -6,70 +6,120 @@ import warnings
 import keras
 from keras import ops
 
-from keras_transfer import _compat
+from keras_transfer.adaptation import methods
+from keras_transfer.adaptation._monitoring import TargetDiversity
+from keras_transfer.adaptation.methods import (
+    CDAN,
+    MDD,
+    AdaptationBatch,
+    AdaptationMethod,
+    MethodContext,
+)
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.callbacks.adaptation_monitor import AdaptationMonitor
 from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
-from keras_transfer.layers.domain_discriminator import DomainDiscriminator
-from keras_transfer.layers.gradient_reversal import GradientReversal, _check_lambda
-from keras_transfer.losses.coral_loss import CORALLoss
-from keras_transfer.losses.entropy_loss import EntropyLoss
-from keras_transfer.losses.jmmd_loss import JMMDLoss
-from keras_transfer.losses.mcc_loss import MCCLoss
-from keras_transfer.losses.mdd_loss import MDDLoss
-from keras_transfer.losses.mmd_loss import MMDLoss
-from keras_transfer.utils.checks import check_positive, check_positive_int
+from keras_transfer.utils import global_batch
+from keras_transfer.utils.checks import check_lambda
 from keras_transfer.utils.progress import progress_verbose
 
-METHODS = ("dann", "cdan", "cdan+e", "mdd", "mmd", "jmmd", "coral", "mcc", "entropy")
-ADVERSARIAL = ("dann", "cdan", "cdan+e")
-# Methods whose estimator needs two samples per domain in a batch.
-NEEDS_TWO = ("coral", "mmd", "jmmd", "dann", "cdan", "cdan+e", "mcc")
-# Methods that read the classifier's predictions on the target batch.
-READS_TARGET_PREDICTIONS = ("jmmd", "mcc", "entropy", "mdd", "cdan", "cdan+e")
 SOURCE, TARGET = "source", "target"
+# Constructor keywords that moved to the method objects: keyword -> (method
+# argument, whether a method class takes it).
+_MOVED = {
+    "lambda_": ("lambda_", lambda cls: cls.uses_reversal),
+    "discriminator": ("discriminator", lambda cls: cls.uses_discriminator),
+    "mdd_margin": ("margin", lambda cls: issubclass(cls, MDD)),
+    "cdan_random_dim": ("random_dim", lambda cls: issubclass(cls, CDAN)),
+}
 
 
-def _parse_method(method):
-    if isinstance(method, str):
-        method = {method: 1.0}
+def _check_weight(name, weight, method):
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`method` weights must be floats. Received: method={method!r}"
+        ) from None
+    if not weight >= 0.0 or math.isinf(weight):
+        raise ValueError(
+            f"`method` weights must be finite and >= 0. Received: {name!r}: {weight}"
+        )
+    return weight
+
+
+def _from_name(name, moved):
+    key = str(name).lower()
+    if key not in methods.REGISTRY:
+        raise ValueError(
+            f"Unknown `method` {name!r}. Known methods: {', '.join(methods.REGISTRY)}"
+        )
+    cls = methods.REGISTRY[key]
+    kwargs = {
+        argument: moved[keyword]
+        for keyword, (argument, takes) in _MOVED.items()
+        if keyword in moved and takes(cls)
+    }
+    return methods.get(key, **kwargs)
+
+
+def resolve_methods(method, moved=None):
+    """`method=` as a list of `(AdaptationMethod, weight)` pairs.
+
+    `method` is a registered name, an `AdaptationMethod`, a list of those (or
+    of `(method, weight)` pairs), or a dict `{name: weight}`. `moved` holds
+    the deprecated constructor keywords, applied to the methods given by name.
+    """
+    moved = moved or {}
+    if isinstance(method, (str, AdaptationMethod)):
+        items = [(method, 1.0)]
+    elif isinstance(method, dict):
+        items = list(method.items())
     elif isinstance(method, (list, tuple)):
-        method = {m: 1.0 for m in method}
-    elif not isinstance(method, dict):
+        items = [
+            tuple(m) if isinstance(m, (list, tuple)) else (m, 1.0) for m in method
+        ]
+    else:
         raise ValueError(
-            "`method` must be a string, a list of strings or a dict "
-            f"{{method: weight}}. Received: method={method!r}"
+            "`method` must be a method name, an AdaptationMethod, a list of "
+            "them or a dict {name: weight}. Received: "
+            f"method={type(method).__name__}"
         )
-    if not method:
-        raise ValueError(f"`method` must name at least one method. Known: {METHODS}")
-    parsed = {}
-    for name, weight in method.items():
-        key = str(name).lower()
-        if key not in METHODS:
-            raise ValueError(
-                f"Unknown `method` {name!r}. Known methods: {', '.join(METHODS)}"
-            )
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"`method` weights must be floats. Received: method={method!r}"
-            ) from None
-        if not weight >= 0.0 or math.isinf(weight):
-            raise ValueError(
-                f"`method` weights must be finite and >= 0. Received: {name!r}: "
-                f"{weight}"
-            )
-        parsed[key] = weight
-    if len([m for m in parsed if m in ADVERSARIAL]) > 1:
+    if not items:
         raise ValueError(
-            "`method` may contain only one of 'dann', 'cdan', 'cdan+e' (they "
-            f"share the domain discriminator). Received: method={method!r}"
+            f"`method` must name at least one method. Known: "
+            f"{', '.join(methods.REGISTRY)}"
         )
-    return parsed
-
-
-def _metric_name(method):
-    return method.replace("+", "_") + "_loss"
+    pairs = []
+    for item in items:
+        if len(item) != 2:
+            raise ValueError(
+                f"`method` list items are methods or (method, weight) pairs. "
+                f"Received: {item!r}"
+            )
+        entry, weight = item
+        if isinstance(entry, dict):  # a serialized method (from a config)
+            entry = keras.saving.deserialize_keras_object(entry)
+        if isinstance(entry, str):
+            entry = _from_name(entry, moved)
+        elif not isinstance(entry, AdaptationMethod):
+            raise ValueError(
+                "`method` entries must be method names or AdaptationMethod "
+                f"objects. Received: {type(entry).__name__}"
+            )
+        pairs.append((entry, _check_weight(entry.name, weight, method)))
+    names = [m.name for m, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            "`method` names must be unique (they name the logs). Received: "
+            f"{names}. Give one of them another `name=`."
+        )
+    adversarial = [m.name for m, _ in pairs if m.uses_discriminator]
+    if len(adversarial) > 1:
+        raise ValueError(
+            "`method` may contain only one of 'dann', 'cdan', 'cdan+e' (one "
+            f"domain discriminator per model). Received: {adversarial}"
+        )
+    return pairs
 
 
 def _source_part(value):
@@ -78,9 +128,27 @@ def _source_part(value):
     return value
 
 
+def _is_paired(x):
+    return isinstance(x, dict) and SOURCE in x and TARGET in x
+
+
+def _hits(predictions, labels):
+    if len(labels.shape) == len(predictions.shape) and (
+        labels.shape[-1] == predictions.shape[-1]
+    ):
+        labels = ops.argmax(labels, axis=-1)
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    predicted = ops.cast(ops.argmax(predictions, axis=-1), "int32")
+    return ops.cast(predicted == labels, "float32")
+
+
 class _LambdaWarmup(DANNLambdaScheduler):
-    """The scheduler `fit()` adds by default: it warns, rather than fails,
-    when the number of steps is unknown, and leaves `lambda_` constant."""
+    """The scheduler `fit()` adds by default: each reversal layer goes from 0
+    to its own `lambda_` along the DANN schedule; it warns, rather than
+    fails, when the number of steps is unknown (then `lambda_` stays)."""
+
+    def __init__(self):
+        super().__init__(max_value=1.0)
 
     def _unknown_steps(self):
         warnings.warn(
@@ -92,6 +160,20 @@ class _LambdaWarmup(DANNLambdaScheduler):
         )
         self._layers = []
         return 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        fraction = self.value(self._step / self._steps)
+        for layer in self._layers:
+            layer.lambda_variable.assign(layer.lambda_ * fraction)
+        self._step += 1
+
+
+class _StartMethods(keras.callbacks.Callback):
+    """Lets each method set up state from built weights, eagerly, once."""
+
+    def on_train_begin(self, logs=None):
+        for method in self.model.methods:
+            method.start()
 
 
 def _known_input_shape(model):
@@ -119,90 +201,99 @@ class DomainAdaptationModel(keras.Model):
     `method`, with the `compile()` optimizer (any Keras optimizer, or an
     optimizer wrapper) and metrics (computed on the source batch).
 
-    Methods (`method=` a name, a list of names, or a dict name -> weight;
-    every weight defaults to 1):
+    `method=` is a registered name, a method object, a list of them, a list
+    of `(method, weight)` pairs or a dict `{name: weight}` (weights default
+    to 1). Each method is a small `AdaptationMethod` that owns its
+    hyperparameters (`keras_transfer.adaptation.methods.REGISTRY` maps the
+    names to the classes, whose defaults the names stand for):
 
-    - `"dann"`: a `DomainDiscriminator` behind a `GradientReversal` layer
-      (Ganin et al., 2016).
-    - `"cdan"`, `"cdan+e"`: the discriminator reads the multilinear map of
-      features and predictions; `+e` weights samples by prediction certainty
-      (Long et al., 2018).
-    - `"mdd"`: an adversarial copy of the classifier (same architecture,
-      starting from the classifier's weights plus 1% noise) behind the
+    - `"dann"` (`DANN`): a domain discriminator behind a `GradientReversal`
+      layer (Ganin et al., 2016).
+    - `"cdan"`, `"cdan+e"` (`CDAN`, `CDANE`): the discriminator reads the
+      multilinear map of features and predictions; `+e` weights samples by
+      prediction certainty (Long et al., 2018).
+    - `"mdd"` (`MDD`): an adversarial copy of the classifier behind the
       reversal layer, trained with `MDDLoss` (Zhang et al., 2019).
-    - `"mmd"`, `"jmmd"`, `"coral"`: `MMDLoss`, `JMMDLoss` (features and
-      predictions), `CORALLoss` on the features.
-    - `"mcc"`, `"entropy"`: `MCCLoss`, `EntropyLoss` on target predictions.
+    - `"mmd"`, `"jmmd"`, `"coral"` (`MMD`, `JMMD`, `CORAL`): `MMDLoss`,
+      `JMMDLoss` (features and predictions), `CORALLoss` on the features.
+    - `"mcc"`, `"entropy"` (`MCC`, `EntropyMinimization`): `MCCLoss`,
+      `EntropyLoss` on target predictions.
+    - `"afn"` (`AFN`): stepwise adaptive feature norm (Xu et al., 2019).
 
+    Training is Keras's own `train_step` with this model's `compute_loss`:
+    the classification loss of `compile()` on the source batch, then one
+    loop over the methods, each adding `weight * method.compute(batch)`.
     Each step runs the feature extractor once, on the source and target
     batches concatenated (so BatchNormalization in it sees both domains).
-    The classifier runs on both halves when a method reads target predictions
-    (`"cdan"`, `"cdan+e"`, `"mdd"`, `"jmmd"`, `"mcc"`, `"entropy"`) or the
-    data carries target labels; for `"dann"`, `"mmd"` and `"coral"` alone it
-    runs on the source half only, which saves its cost on the target.
+    The classifier's training pass covers both halves when a method reads
+    target predictions; otherwise it covers the source half, and an
+    inference pass without gradient on the target half feeds the logs
+    below. Under `tf.distribute`, the batch-statistic methods (`CORAL`,
+    `MMD`, `JMMD`, `MCC`) are computed on the global batch gathered from all
+    replicas, so the result matches one device.
 
-    The adversarial methods share one `GradientReversal` layer
-    (`model.gradient_reversal`) whose factor `lambda_` scales the gradient
-    that reaches the feature extractor. By default (`lambda_warmup=True`)
-    `fit()` raises it from 0 to `lambda_` along the DANN schedule
-    (`keras_transfer.callbacks.DANNLambdaScheduler`, added to the callbacks
-    unless they already hold one): with the full factor from the first step,
-    the reversed gradient can push still-random features apart until they
-    blow up. The domain logits are clipped to [-16, 16] in the
-    discriminator's loss, which bounds it (as sigmoid outputs with a 1e-7
-    floor do).
+    The methods with a reversal layer (`DANN`, `CDAN`, `CDANE`, `MDD`) own
+    it (`model.gradient_reversal` is the first one); its factor `lambda_`
+    (an argument of the method) scales the gradient that reaches the
+    feature extractor. By default (`lambda_warmup=True`) `fit()` raises each
+    from 0 to its `lambda_` along the DANN schedule, unless the callbacks
+    already hold a `keras_transfer.callbacks.DANNLambdaScheduler` (which
+    then sets every reversal layer to its own `max_value` schedule).
 
     `call()` and `predict()` return the classifier's predictions only (for a
     paired dict input, those on the source). Validate with labelled target
     data: `validation_data=(x_target, y_target)`. Logs: `loss` (total),
     the compiled metrics on the source batch, `classification_loss`,
-    `adaptation_loss`, `<method>_loss` per method, `domain_accuracy` of the
-    discriminator (DANN/CDAN) and `target_accuracy` when the paired data
+    `adaptation_loss`, `<name>_loss` per method (`cdan_e_loss` for
+    `"cdan+e"`), `domain_accuracy` of the discriminator (DANN/CDAN), and,
+    without any target label, `source_accuracy`, `target_entropy` (entropy
+    of the epoch's mean target prediction over `log(num_classes)`) and
+    `target_top_class_share`; with `monitor=True` an `AdaptationMonitor`
+    warns when the target predictions collapse or source accuracy falls far
+    below its best epoch. `target_accuracy` appears when the paired data
     carries target labels (which are then used for that metric only, never
     for training; a warning says so). `inference_model()` returns a plain
     functional model of feature extractor and classifier for export.
-
-    Training uses TensorFlow (`train_step` is written for the TensorFlow
-    backend); `tf.distribute` strategies work.
 
     Args:
         feature_extractor: A Keras model or layer (for instance a
             `keras_transfer.backbones.Backbone`) mapping inputs to features.
         classifier: A Keras model or layer mapping features to class
             predictions (probabilities unless `from_logits=True`).
-        method: String, list of strings or dict `{method: weight}`. The
-            adaptation method(s), from `"dann"`, `"cdan"`, `"cdan+e"`,
-            `"mdd"`, `"mmd"`, `"jmmd"`, `"coral"`, `"mcc"`, `"entropy"`.
+        method: The adaptation method(s): a name from
+            `keras_transfer.adaptation.methods.REGISTRY`, an
+            `AdaptationMethod` such as `DANN(lambda_=0.5)`, a list of them
+            (or of `(method, weight)` pairs), or a dict `{name: weight}`.
             Defaults to `"dann"`.
-        discriminator: A Keras layer or model mapping (flattened) features to
-            one logit, or `None` for `DomainDiscriminator(hidden_units=(256,
-            256))`. Used by DANN/CDAN. Defaults to `None`.
-        lambda_: Float, >= 0. Initial factor of the gradient reversal layer.
-            Defaults to `1.0`.
         from_logits: Boolean. Whether the classifier returns logits. Defaults
             to `False`.
-        mdd_margin: Float > 0. Margin of `MDDLoss`. Defaults to `4.0`.
-        cdan_random_dim: Int. Above this size of the multilinear map
-            (features x classes), CDAN uses a random projection to this many
-            dimensions instead. Defaults to `4096`.
-        lambda_warmup: Boolean. Whether `fit()` warms `lambda_` up from 0
-            along the DANN schedule over the whole `fit` (for the methods
-            with a reversal layer), by adding a `DANNLambdaScheduler` when
-            `callbacks` hold none; pass your own scheduler to change its
-            shape. Without a known number of steps (a dataset of unknown
-            length and no `steps_per_epoch`) a warning says the factor stays
-            at `lambda_`. Defaults to `True`.
+        lambda_warmup: Boolean. Whether `fit()` warms each reversal factor
+            up from 0 along the DANN schedule over the whole `fit`. Without
+            a known number of steps (a dataset of unknown length and no
+            `steps_per_epoch`) a warning says the factors stay at `lambda_`.
+            Defaults to `True`.
+        monitor: Boolean. Whether `fit()` adds an `AdaptationMonitor` (when
+            the callbacks hold none) that warns on collapse. Defaults to
+            `True`.
+        discriminator: Deprecated: pass it to the method
+            (`DANN(discriminator=...)`). Applied to a discriminator method
+            given by name.
+        lambda_: Deprecated: `DANN(lambda_=...)`, `MDD(lambda_=...)`.
+        mdd_margin: Deprecated: `MDD(margin=...)`.
+        cdan_random_dim: Deprecated: `CDAN(random_dim=...)`.
         **kwargs: Base `keras.Model` arguments, such as `name`.
 
     Examples:
 
         >>> import keras_transfer
+        >>> from keras_transfer.adaptation import DANN, DomainAdaptationModel
         >>> features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
         >>> head = keras.Sequential([keras.Input((8,)),
         ...                          keras.layers.Dense(3, activation="softmax")])
-        >>> model = keras_transfer.adaptation.DomainAdaptationModel(
-        ...     features, head, method="dann",
-        ...     discriminator=keras_transfer.layers.DomainDiscriminator((8,)))
+        >>> model = DomainAdaptationModel(
+        ...     features, head,
+        ...     method=DANN(discriminator=keras_transfer.layers.DomainDiscriminator(
+        ...         (8,))))
         >>> model.compile(
         ...     "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
         ... )
@@ -213,7 +304,8 @@ class DomainAdaptationModel(keras.Model):
         >>> history = model.fit(data, epochs=1, verbose=0)
         >>> sorted(history.history)  # doctest: +NORMALIZE_WHITESPACE
         ['accuracy', 'adaptation_loss', 'classification_loss', 'dann_loss',
-         'domain_accuracy', 'loss']
+         'domain_accuracy', 'loss', 'source_accuracy', 'target_entropy',
+         'target_top_class_share']
         >>> model.predict(np.zeros((2, 4)), verbose=0).shape
         (2, 3)
         >>> layers = model.inference_model().layers
@@ -226,20 +318,16 @@ class DomainAdaptationModel(keras.Model):
         feature_extractor,
         classifier,
         method="dann",
-        discriminator=None,
-        lambda_=1.0,
         from_logits=False,
-        mdd_margin=4.0,
-        cdan_random_dim=4096,
         lambda_warmup=True,
+        monitor=True,
+        discriminator=None,
+        lambda_=None,
+        mdd_margin=None,
+        cdan_random_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                "DomainAdaptationModel trains with the TensorFlow backend. "
-                f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
-            )
         for arg, value in (
             ("feature_extractor", feature_extractor),
             ("classifier", classifier),
@@ -249,68 +337,54 @@ class DomainAdaptationModel(keras.Model):
                     f"`{arg}` must be a Keras model or layer. Received: "
                     f"{arg}={type(value).__name__}"
                 )
-        if discriminator is not None and not isinstance(
-            discriminator, keras.layers.Layer
-        ):
-            raise ValueError(
-                "`discriminator` must be a Keras layer/model or None. Received: "
-                f"discriminator={type(discriminator).__name__}"
+        moved = {
+            key: value
+            for key, value in (
+                ("discriminator", discriminator),
+                ("lambda_", lambda_),
+                ("mdd_margin", mdd_margin),
+                ("cdan_random_dim", cdan_random_dim),
             )
-        self.cdan_random_dim = check_positive_int("cdan_random_dim", cdan_random_dim)
-        self.mdd_margin = float(check_positive("mdd_margin", mdd_margin))
-        self.method = _parse_method(method)
+            if value is not None
+        }
+        if moved:
+            warnings.warn(
+                f"DomainAdaptationModel: {', '.join(f'`{k}`' for k in moved)} "
+                "moved to the method objects (e.g. `method=DANN(lambda_=0.5)`, "
+                "`MDD(margin=...)`, `CDAN(random_dim=...)`); here they apply "
+                "only to methods given by name.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if "lambda_" in moved:
+            check_lambda(lambda_)
+        pairs = resolve_methods(method, moved)
+        self.methods = [m for m, _ in pairs]
+        self.method_weights = [w for _, w in pairs]
         self.from_logits = bool(from_logits)
-        _check_lambda(lambda_)
-        self.lambda_ = float(lambda_)
         self.lambda_warmup = bool(lambda_warmup)
+        self.monitor = bool(monitor)
         self.feature_extractor = feature_extractor
         self.classifier = classifier
-        self.adversarial = next((m for m in self.method if m in ADVERSARIAL), None)
-        uses_reversal = self.adversarial is not None or "mdd" in self.method
-        self.gradient_reversal = (
-            GradientReversal(lambda_, name="gradient_reversal")
-            if uses_reversal
-            else None
+        self._needs_target_predictions = any(
+            m.needs_target_predictions for m in self.methods
         )
-        self.discriminator = None
-        if self.adversarial is not None:
-            self.discriminator = discriminator or DomainDiscriminator(
-                name="domain_discriminator"
-            )
-        self.mdd_classifier = None
-        if "mdd" in self.method:
-            try:
-                self.mdd_classifier = keras.models.clone_model(classifier)
-            except Exception as e:  # subclassed classifiers cannot be cloned
-                raise ValueError(
-                    "method 'mdd' needs a copy of `classifier`, and "
-                    "`keras.models.clone_model` failed on it. Use a functional or "
-                    f"Sequential `classifier`. Error: {e}"
-                ) from e
-        self._adaptation_losses = {
-            "mmd": MMDLoss(),
-            "jmmd": JMMDLoss(),
-            "coral": CORALLoss(),
-            "mcc": MCCLoss(from_logits=self.from_logits),
-            "entropy": EntropyLoss(from_logits=self.from_logits),
-            "mdd": MDDLoss(margin=self.mdd_margin, from_logits=self.from_logits),
-        }
         self.classification_loss_tracker = keras.metrics.Mean(
             name="classification_loss"
         )
         self.adaptation_loss_tracker = keras.metrics.Mean(name="adaptation_loss")
-        self.method_trackers = {
-            m: keras.metrics.Mean(name=_metric_name(m)) for m in self.method
+        self.method_trackers = [
+            keras.metrics.Mean(name=f"{m.name}_loss") for m in self.methods
+        ]
+        extra = sorted({name for m in self.methods for name in m.metric_names})
+        self.method_metric_trackers = {
+            name: keras.metrics.Mean(name=name) for name in extra
         }
-        self.domain_accuracy_tracker = (
-            keras.metrics.Mean(name="domain_accuracy")
-            if self.adversarial is not None
-            else None
-        )
+        self.source_accuracy_tracker = keras.metrics.Mean(name="source_accuracy")
         self.target_accuracy_tracker = keras.metrics.Mean(name="target_accuracy")
+        self.target_diversity = None
         self._target_labels_seen = False
         self._input_shape = None
-        self._cdan_projection = None
         # Build every part now when the input shape is known (a functional
         # feature extractor, e.g. a Backbone): then `model.trainable_variables`
         # is complete before `fit`, which callbacks that build the optimizer
@@ -318,6 +392,43 @@ class DomainAdaptationModel(keras.Model):
         known_shape = _known_input_shape(feature_extractor)
         if known_shape is not None:
             self.build(known_shape)
+
+    # ------------------------------------------------------------ the parts
+
+    @property
+    def method(self):
+        """`{method name: weight}`, in the order of the terms."""
+        return {m.name: w for m, w in zip(self.methods, self.method_weights)}
+
+    @property
+    def gradient_reversal(self):
+        """The first method's `GradientReversal` layer, or None."""
+        for m in self.methods:
+            if m.uses_reversal:
+                return m.gradient_reversal
+        return None
+
+    @property
+    def discriminator(self):
+        """The domain discriminator of the DANN/CDAN method, or None."""
+        for m in self.methods:
+            if m.uses_discriminator:
+                return m.discriminator
+        return None
+
+    @property
+    def mdd_classifier(self):
+        """The adversarial classifier of the MDD method, or None."""
+        for m in self.methods:
+            if isinstance(m, MDD):
+                return m.adversary
+        return None
+
+    @property
+    def backbone(self):
+        """The feature extractor: the part `GradualUnfreezing()` and
+        `fine_tune` unfreeze when no backbone is named."""
+        return self.feature_extractor
 
     # ------------------------------------------------------------------ build
 
@@ -337,72 +448,76 @@ class DomainAdaptationModel(keras.Model):
         if not self.classifier.built:
             self.classifier.build(feature_shape)
         output_shape = tuple(self.classifier.compute_output_shape(feature_shape))
-        flat = int(math.prod(d for d in feature_shape[1:]))
-        num_classes = int(output_shape[-1])
-        if self.mdd_classifier is not None:
-            if not self.mdd_classifier.built:
-                self.mdd_classifier.build(feature_shape)
-            self._start_adversary_at_classifier()
-        if self.gradient_reversal is not None and not self.gradient_reversal.built:
-            self.gradient_reversal.build(feature_shape)
-        self._cdan_projection = None
-        if self.adversarial is not None:
-            disc_dim = flat
-            if self.adversarial.startswith("cdan"):
-                disc_dim = flat * num_classes
-                if disc_dim > self.cdan_random_dim:
-                    disc_dim = self.cdan_random_dim
-                    seed = keras.random.SeedGenerator(0)
-                    self._cdan_projection = [
-                        self.add_weight(
-                            shape=(size, disc_dim),
-                            initializer=keras.initializers.RandomNormal(seed=seed),
-                            trainable=False,
-                            name=f"cdan_projection_{part}",
-                        )
-                        for part, size in (
-                            ("features", flat),
-                            ("predictions", num_classes),
-                        )
-                    ]
-            if not self.discriminator.built:
-                self.discriminator.build((None, disc_dim))
+        classes = len(output_shape) == 2 and (output_shape[-1] or 0) >= 2
+        num_classes = int(output_shape[-1]) if classes else None
+        for m in self.methods:
+            if (m.needs_target_predictions or isinstance(m, MDD)) and not classes:
+                raise ValueError(
+                    f"`method` {type(m).__name__} ({m.name!r}) reads the class "
+                    "predictions of `classifier`, which must return "
+                    "(batch, num_classes) with num_classes >= 2. Received: "
+                    f"classifier output shape {output_shape}. Use a softmax "
+                    "(or logits) classifier, or a method that aligns features "
+                    "only (DANN, MMD, CORAL, AFN)."
+                )
+        context = MethodContext(
+            feature_shape, num_classes, self.from_logits, self.classifier
+        )
+        for m in self.methods:
+            if not m.built:
+                m.build(context)
+        if classes and self.target_diversity is None:
+            self.target_diversity = TargetDiversity(num_classes)
+        if global_batch.executing_eagerly():
+            for m in self.methods:
+                m.start()
         self.built = True
-
-    def _start_adversary_at_classifier(self):
-        # The MDD adversary starts as the classifier plus 1% noise, so that
-        # it first agrees with it on both domains. Eager even when the build
-        # happens while the train function is traced (the copy is done once).
-        import tensorflow as tf
-
-        with tf.init_scope():
-            seed = keras.random.SeedGenerator(1)
-            for adv, main in zip(self.mdd_classifier.weights, self.classifier.weights):
-                if adv.shape != main.shape:
-                    return
-                noise = keras.random.normal(adv.shape, seed=seed, dtype=adv.dtype)
-                adv.assign(main * (1.0 + 0.01 * noise))
 
     def _check_shapes(self, source_shape, target_shape):
         if tuple(source_shape[1:]) != tuple(target_shape[1:]):
             raise ValueError(
-                "Source and target inputs must have the same feature shape. "
-                f"Received: source shape {tuple(source_shape)}, target shape "
-                f"{tuple(target_shape)}"
+                "Source and target inputs must have the same feature shape: "
+                "x['source'] and x['target'] differ. Received: source shape "
+                f"{tuple(source_shape)}, target shape {tuple(target_shape)}"
             )
+
+    def _check_batch_sizes(self, x_s, x_t):
+        need = max(m.min_batch_size for m in self.methods)
+        for part, n in ((SOURCE, x_s.shape[0]), (TARGET, x_t.shape[0])):
+            if n is not None and n < need:
+                names = sorted(m.name for m in self.methods if m.min_batch_size > n)
+                raise ValueError(
+                    f"Methods {names} need at least {need} samples per domain "
+                    f"in a batch; the {part} batch has {n}. Received: "
+                    f"batch_size={n}. Use a larger `batch_size`."
+                )
 
     # ------------------------------------------------------------------- call
 
     def call(self, inputs, training=None):
+        if training and _is_paired(inputs):
+            return self._paired_forward(inputs[SOURCE], inputs[TARGET])
         inputs = _source_part(inputs)
         features = self.feature_extractor(inputs, training=training)
         return self.classifier(features, training=training)
 
-    @property
-    def backbone(self):
-        """The feature extractor: the part `GradualUnfreezing()` and
-        `fine_tune` unfreeze when no backbone is named."""
-        return self.feature_extractor
+    def _paired_forward(self, x_s, x_t):
+        """Training outputs on a paired batch: predictions and features."""
+        n = ops.shape(x_s)[0]
+        x_all = ops.concatenate([x_s, ops.cast(x_t, x_s.dtype)], axis=0)
+        features = self.feature_extractor(x_all, training=True)
+        outputs = {"features_source": features[:n], "features_target": features[n:]}
+        if self._needs_target_predictions:
+            predictions = self.classifier(features, training=True)
+            outputs[SOURCE], outputs[TARGET] = predictions[:n], predictions[n:]
+        else:
+            # The training pass covers the source half; the target half gets
+            # an inference pass without gradient, for the logs only.
+            outputs[SOURCE] = self.classifier(features[:n], training=True)
+            outputs["target_inference"] = self.classifier(
+                ops.stop_gradient(features[n:]), training=False
+            )
+        return outputs
 
     def inference_model(self):
         """A plain functional model: feature extractor then classifier.
@@ -428,97 +543,76 @@ class DomainAdaptationModel(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        return super().compute_loss(
+        """The compiled loss on the source batch plus the weighted methods."""
+        source_pred = y_pred[SOURCE] if isinstance(y_pred, dict) else y_pred
+        classification = super().compute_loss(
             x=_source_part(x),
             y=_source_part(y),
-            y_pred=y_pred,
-            sample_weight=sample_weight,
+            y_pred=source_pred,
+            sample_weight=_source_part(sample_weight),
             training=training,
         )
+        if not isinstance(y_pred, dict):  # evaluation, or the symbolic build
+            return classification
+        local = AdaptationBatch(
+            y_pred["features_source"],
+            y_pred["features_target"],
+            ops.cast(y_pred[SOURCE], "float32"),
+            ops.cast(y_pred[TARGET], "float32") if TARGET in y_pred else None,
+            from_logits=self.from_logits,
+            training=training,
+        )
+        gathered = None
+        adaptation = ops.zeros((), "float32")
+        for method, weight, tracker in zip(
+            self.methods, self.method_weights, self.method_trackers
+        ):
+            batch = local
+            if method.batch_statistic:
+                if gathered is None:
+                    gathered = _gather(local)
+                batch = gathered
+            value, extra = method.compute(batch), {}
+            if isinstance(value, tuple):
+                value, extra = value
+            value = ops.cast(value, "float32")
+            adaptation = adaptation + weight * value
+            if training:
+                tracker.update_state(value)
+                for name, values in extra.items():
+                    self.method_metric_trackers[name].update_state(values)
+        replicas = global_batch.num_replicas()
+        if training:
+            self.classification_loss_tracker.update_state(
+                ops.cast(classification, "float32") * replicas
+            )
+            self.adaptation_loss_tracker.update_state(adaptation)
+        return classification + ops.cast(adaptation / replicas, classification.dtype)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(
-            _source_part(x), _source_part(y), y_pred, sample_weight=sample_weight
+        y_source = _source_part(y)
+        if isinstance(y_pred, dict):
+            target = y_pred.get(TARGET, y_pred.get("target_inference"))
+            if self.target_diversity is not None:
+                p_t = ops.softmax(target, -1) if self.from_logits else target
+                self.target_diversity.update_state(p_t)
+                if y_source is not None:
+                    self.source_accuracy_tracker.update_state(
+                        _hits(y_pred[SOURCE], y_source)
+                    )
+            y_target = y.get(TARGET) if isinstance(y, dict) else None
+            if y_target is not None:
+                self.target_accuracy_tracker.update_state(_hits(target, y_target))
+            y_pred = y_pred[SOURCE]
+        logs = super().compute_metrics(
+            _source_part(x), y_source, y_pred,
+            sample_weight=_source_part(sample_weight),
         )
-
-    def _probabilities(self, predictions):
-        return ops.softmax(predictions, -1) if self.from_logits else predictions
-
-    def _cdan_map(self, features, probabilities, entropy_weights):
-        del entropy_weights
-        probabilities = ops.stop_gradient(probabilities)
-        if self._cdan_projection is not None:
-            r_f, r_p = self._cdan_projection
-            dim = float(self.cdan_random_dim)
-            return (
-                ops.matmul(features, r_f)
-                * ops.matmul(probabilities, r_p)
-                / (math.sqrt(dim))
-            )
-        outer = ops.expand_dims(probabilities, 2) * ops.expand_dims(features, 1)
-        return ops.reshape(outer, (ops.shape(features)[0], -1))
-
-    def _adaptation_terms(self, features, predictions, n_source, training):
-        """Raw (unscaled) adaptation losses, and the discriminator accuracy."""
-        f_flat = ops.reshape(features, (ops.shape(features)[0], -1))
-        f_s, f_t = f_flat[:n_source], f_flat[n_source:]
-        p_s, p_t = predictions[:n_source], predictions[n_source:]
-        probs = self._probabilities(predictions)
-        terms, domain_accuracy = {}, None
-        for method in self.method:
-            if method == "mmd":
-                terms[method] = self._adaptation_losses["mmd"].compute(f_s, f_t)
-            elif method == "jmmd":
-                terms[method] = self._adaptation_losses["jmmd"].compute(
-                    [f_s, probs[:n_source]], [f_t, probs[n_source:]]
-                )
-            elif method == "coral":
-                terms[method] = self._adaptation_losses["coral"].compute(f_s, f_t)
-            elif method in ("mcc", "entropy"):
-                terms[method] = self._adaptation_losses[method].compute(None, p_t)
-            elif method == "mdd":
-                adversary = self.mdd_classifier(
-                    self.gradient_reversal(features), training=training
-                )
-                terms[method] = self._adaptation_losses["mdd"].compute(
-                    [p_s, adversary[:n_source]], [p_t, adversary[n_source:]]
-                )
-            else:
-                terms[method], domain_accuracy = self._domain_loss(
-                    method, f_flat, probs, n_source, training
-                )
-        return terms, domain_accuracy
-
-    def _domain_loss(self, method, f_flat, probs, n_source, training):
-        weights = None
-        if method == "dann":
-            inputs = f_flat
-        else:
-            inputs = self._cdan_map(f_flat, probs, None)
-            if method == "cdan+e":
-                p = ops.stop_gradient(probs)
-                entropy = -ops.sum(p * ops.log(p + 1e-7), axis=-1)
-                weights = 1.0 + ops.exp(-entropy)
-        logits = self.discriminator(self.gradient_reversal(inputs), training=training)
-        logits = ops.reshape(ops.cast(logits, "float32"), (-1,))
-        logits = ops.clip(logits, -16.0, 16.0)
-        n = ops.shape(logits)[0]
-        labels = ops.cast(ops.arange(n) < n_source, "float32")
-        per_sample = (
-            ops.maximum(logits, 0.0)
-            - logits * labels
-            + ops.log1p(ops.exp(-ops.abs(logits)))
-        )
-        if weights is None:
-            weights = ops.ones_like(per_sample)
-        # Each domain counts half, whatever the two batch sizes.
-        w_s, w_t = weights[:n_source], weights[n_source:]
-        loss = 0.5 * (
-            ops.sum(w_s * per_sample[:n_source]) / ops.sum(w_s)
-            + ops.sum(w_t * per_sample[n_source:]) / ops.sum(w_t)
-        )
-        correct = ops.cast(ops.cast(logits > 0, "float32") == labels, "float32")
-        return loss, correct
+        if not (isinstance(y, dict) and y.get(TARGET) is not None):
+            logs.pop("target_accuracy", None)
+        if self.target_diversity is None:
+            logs.pop("source_accuracy", None)
+        return logs
 
     # ------------------------------------------------------------------- fit
 
@@ -532,14 +626,19 @@ class DomainAdaptationModel(keras.Model):
         callbacks=None,
         **kwargs,
     ):
-        if (
-            self.lambda_warmup
-            and self.gradient_reversal is not None
-            and not isinstance(callbacks, keras.callbacks.CallbackList)
-        ):
+        if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = list(callbacks or [])
-            if not any(isinstance(c, DANNLambdaScheduler) for c in callbacks):
-                callbacks.append(_LambdaWarmup(max_value=self.lambda_))
+            callbacks.insert(0, _StartMethods())
+            if (
+                self.lambda_warmup
+                and any(m.uses_reversal for m in self.methods)
+                and not any(isinstance(c, DANNLambdaScheduler) for c in callbacks)
+            ):
+                callbacks.append(_LambdaWarmup())
+            if self.monitor and not any(
+                isinstance(c, AdaptationMonitor) for c in callbacks
+            ):
+                callbacks.append(AdaptationMonitor())
         return super().fit(
             x,
             y,
@@ -552,9 +651,10 @@ class DomainAdaptationModel(keras.Model):
 
     # ------------------------------------------------------------ train step
 
-    def _unpack(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if not (isinstance(x, dict) and SOURCE in x and TARGET in x):
+    def train_step(self, data):
+        """Check the paired batch, then Keras's own train step."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if not _is_paired(x):
             raise ValueError(
                 "DomainAdaptationModel.fit expects inputs "
                 "{'source': x_source, 'target': x_target}, e.g. from "
@@ -562,30 +662,15 @@ class DomainAdaptationModel(keras.Model):
                 f"{type(x).__name__}"
                 + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
             )
-        y_target = None
-        if isinstance(y, dict):
-            y_target = y.get(TARGET)
-            y = y.get(SOURCE)
-        if isinstance(sample_weight, dict):
-            sample_weight = sample_weight.get(SOURCE)
-        return x[SOURCE], x[TARGET], y, y_target, sample_weight
-
-    def train_step(self, data):
-        import tensorflow as tf
-
-        x_s, x_t, y_s, y_t, sample_weight = self._unpack(data)
-        self._check_shapes(x_s.shape, x_t.shape)
+        self._check_shapes(x[SOURCE].shape, x[TARGET].shape)
+        self._check_batch_sizes(x[SOURCE], x[TARGET])
         if not self.built:
-            # Without a distribution strategy Keras builds lazily, at trace time.
-            self.build({SOURCE: tuple(x_s.shape), TARGET: tuple(x_t.shape)})
-        for n in (x_s.shape[0], x_t.shape[0]):
-            if n is not None and n < 2 and any(m in NEEDS_TWO for m in self.method):
-                raise ValueError(
-                    f"Methods {sorted(m for m in self.method if m in NEEDS_TWO)} "
-                    "need at least 2 samples per domain in a batch. Received: "
-                    f"batch_size={n}. Use a larger `batch_size`."
-                )
-        if y_t is not None and not self._target_labels_seen:
+            self.build({SOURCE: tuple(x[SOURCE].shape), TARGET: tuple(x[TARGET].shape)})
+        if (
+            isinstance(y, dict)
+            and y.get(TARGET) is not None
+            and not self._target_labels_seen
+        ):
             self._target_labels_seen = True
             warnings.warn(
                 "DomainAdaptationModel: the training data carries target labels. "
@@ -593,65 +678,7 @@ class DomainAdaptationModel(keras.Model):
                 "training (unsupervised domain adaptation).",
                 stacklevel=2,
             )
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        n_source = ops.shape(x_s)[0]
-        with tf.GradientTape() as tape:
-            x_all = ops.concatenate([x_s, ops.cast(x_t, x_s.dtype)], axis=0)
-            features = self.feature_extractor(x_all, training=True)
-            if y_t is not None or any(
-                m in READS_TARGET_PREDICTIONS for m in self.method
-            ):
-                predictions = self.classifier(features, training=True)
-                p_s = predictions[:n_source]
-            else:
-                # DANN, CORAL and MMD align features only: the classifier
-                # runs on the source half alone.
-                p_s = predictions = self.classifier(
-                    features[:n_source], training=True
-                )
-            classification = self.compute_loss(
-                x=x_s, y=y_s, y_pred=p_s, sample_weight=sample_weight, training=True
-            )
-            terms, domain_correct = self._adaptation_terms(
-                features, predictions, n_source, training=True
-            )
-            adaptation = ops.zeros((), "float32")
-            for method, value in terms.items():
-                adaptation = adaptation + self.method[method] * ops.cast(
-                    value, "float32"
-                )
-            classification_unscaled = ops.cast(classification, "float32") * replicas
-            total = classification + ops.cast(
-                adaptation / replicas, classification.dtype
-            )
-            scaled = self.optimizer.scale_loss(total) if self.optimizer else total
-        weights = self.trainable_weights
-        gradients = tape.gradient(scaled, weights)
-        self.optimizer.apply_gradients(zip(gradients, weights))
-
-        _compat.loss_tracker(self).update_state(
-            classification_unscaled + adaptation, sample_weight=n_source
-        )
-        self.classification_loss_tracker.update_state(classification_unscaled)
-        self.adaptation_loss_tracker.update_state(adaptation)
-        for method, value in terms.items():
-            self.method_trackers[method].update_state(value)
-        if domain_correct is not None:
-            self.domain_accuracy_tracker.update_state(domain_correct)
-        if y_t is not None:
-            p_t = predictions[n_source:]
-            labels = y_t
-            if len(y_t.shape) == len(p_t.shape) and y_t.shape[-1] == p_t.shape[-1]:
-                labels = ops.argmax(y_t, axis=-1)
-            labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-            hits = ops.cast(
-                ops.cast(ops.argmax(p_t, axis=-1), "int32") == labels, "float32"
-            )
-            self.target_accuracy_tracker.update_state(hits)
-        logs = self.compute_metrics(x_s, y_s, p_s, sample_weight=sample_weight)
-        if y_t is None:
-            logs.pop("target_accuracy", None)
-        return logs
+        return super().train_step(data)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -671,34 +698,32 @@ class DomainAdaptationModel(keras.Model):
         names = {
             "classification_loss",
             "adaptation_loss",
-            "domain_accuracy",
             "target_accuracy",
+            "source_accuracy",
+            "target_entropy",
+            "target_top_class_share",
         }
-        return names | {_metric_name(m) for m in self.method}
+        names |= set(self.method_metric_trackers)
+        return names | {f"{m.name}_loss" for m in self.methods}
 
     # ----------------------------------------------------------------- config
 
     def get_config(self):
-        config = {
+        return {
             "name": self.name,
             "trainable": self.trainable,
             "feature_extractor": keras.saving.serialize_keras_object(
                 self.feature_extractor
             ),
             "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "method": dict(self.method),
-            "discriminator": (
-                keras.saving.serialize_keras_object(self.discriminator)
-                if self.discriminator is not None
-                else None
-            ),
-            "lambda_": self.lambda_,
+            "method": [
+                {"method": keras.saving.serialize_keras_object(m), "weight": w}
+                for m, w in zip(self.methods, self.method_weights)
+            ],
             "from_logits": self.from_logits,
-            "mdd_margin": self.mdd_margin,
-            "cdan_random_dim": self.cdan_random_dim,
             "lambda_warmup": self.lambda_warmup,
+            "monitor": self.monitor,
         }
-        return config
 
     @classmethod
     def from_config(cls, config):
@@ -706,4 +731,23 @@ class DomainAdaptationModel(keras.Model):
         for key in ("feature_extractor", "classifier", "discriminator"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
+        method = config.get("method")
+        if isinstance(method, list) and all(
+            isinstance(m, dict) and "method" in m for m in method
+        ):
+            config["method"] = [(m["method"], m["weight"]) for m in method]
         return cls(**config)
+
+
+def _gather(batch):
+    """`batch` over the global batch of every replica (the same outside one)."""
+    if global_batch.num_replicas() == 1:
+        return batch
+    return AdaptationBatch(
+        global_batch.gather(batch.source_features),
+        global_batch.gather(batch.target_features),
+        global_batch.gather(batch.source_predictions),
+        global_batch.gather(batch.target_predictions),
+        from_logits=batch.from_logits,
+        training=batch.training,
+    )

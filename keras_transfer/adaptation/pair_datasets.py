@@ -75,7 +75,7 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
 
         >>> import keras_transfer
         >>> xs, ys = np.zeros((10, 3), "float32"), np.zeros((10,), "int32")
-        >>> xt = np.ones((4, 3), "float32")
+        >>> xt = np.ones((6, 3), "float32")
         >>> data = keras_transfer.adaptation.pair_datasets((xs, ys), xt, batch_size=5)
         >>> x, y = next(iter(data))
         >>> x["source"].shape, x["target"].shape, y.shape
@@ -100,7 +100,7 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
         )
     if src_spec[0].shape.as_list() != tgt_spec[0].shape.as_list():
         raise ValueError(
-            "Source and target inputs must have the same feature shape. Received: "
+            "`source` and `target` must have the same feature shape. Received: "
             f"source element shape {src_spec[0].shape}, target element shape "
             f"{tgt_spec[0].shape}"
         )
@@ -115,6 +115,13 @@ def pair_datasets(source, target, batch_size=32, shuffle=True, seed=None,
 
     n_src = int(src.cardinality())
     n_tgt = int(tgt.cardinality())
+    for arg, n in (("source", n_src), ("target", n_tgt)):
+        if 0 <= n < batch_size:
+            raise ValueError(
+                f"`{arg}` has {n} samples, fewer than one batch "
+                f"(batch_size={batch_size}): every batch would repeat them. "
+                f"Use a `batch_size` of at most {n}, or more {arg} data."
+            )
     if shuffle:
         buf_s = n_src if n_src > 0 else 10_000
         buf_t = n_tgt if n_tgt > 0 else 10_000

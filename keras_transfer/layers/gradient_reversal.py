@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_lambda
 
 
 @ops.custom_gradient
@@ -55,7 +56,7 @@ class GradientReversal(keras.layers.Layer):
 
     def __init__(self, lambda_=1.0, **kwargs):
         super().__init__(**kwargs)
-        _check_lambda(lambda_)
+        check_lambda(lambda_)
         self.lambda_ = float(lambda_)
         self.supports_masking = True
         self.lambda_variable = self.add_weight(
@@ -72,7 +73,7 @@ class GradientReversal(keras.layers.Layer):
         Args:
             value: Float, >= 0. New factor.
         """
-        _check_lambda(value)
+        check_lambda(value)
         self.lambda_variable.assign(float(value))
 
     def call(self, inputs):
@@ -84,17 +85,3 @@ class GradientReversal(keras.layers.Layer):
     def get_config(self):
         base_config = super().get_config()
         return {**base_config, "lambda_": self.lambda_}
-
-
-def _check_lambda(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`lambda_` must be a float >= 0. Received: lambda_={value!r}"
-        ) from None
-    if not value >= 0.0:
-        raise ValueError(
-            "`lambda_` must be >= 0 (a negative factor would stop reversing the "
-            f"gradient). Received: lambda_={value}"
-        )

@@ -51,3 +51,19 @@ def check_fraction(name, value):
             f"{name}={value!r}"
         )
     return float(value)
+
+
+def check_lambda(value):
+    """A gradient reversal factor: a float >= 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`lambda_` must be a float >= 0. Received: lambda_={value!r}"
+        ) from None
+    if not value >= 0.0 or math.isinf(value):
+        raise ValueError(
+            "`lambda_` must be >= 0 and finite (a negative factor would stop "
+            f"reversing the gradient). Received: lambda_={value}"
+        )
+    return value
