@@ -19,7 +19,11 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.callbacks.adaptation_monitor import AdaptationMonitor
 from keras_transfer.callbacks.lambda_scheduler import DANNLambdaScheduler
 from keras_transfer.utils import global_batch
-from keras_transfer.utils.checks import check_lambda
+from keras_transfer.utils.checks import (
+    check_lambda,
+    check_positive,
+    check_positive_int,
+)
 from keras_transfer.utils.progress import progress_verbose
 
 SOURCE, TARGET = "source", "target"
@@ -358,6 +362,11 @@ class DomainAdaptationModel(keras.Model):
             )
         if "lambda_" in moved:
             check_lambda(lambda_)
+        # Checked by their own names, whatever the method they would reach.
+        if "mdd_margin" in moved:
+            check_positive("mdd_margin", mdd_margin)
+        if "cdan_random_dim" in moved:
+            check_positive_int("cdan_random_dim", cdan_random_dim)
         pairs = resolve_methods(method, moved)
         self.methods = [m for m, _ in pairs]
         self.method_weights = [w for _, w in pairs]
