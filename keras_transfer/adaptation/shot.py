@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_transfer.adaptation import _test_time
+from keras_transfer.adaptation.adabn import reestimate_batch_norm
 from keras_transfer.api_export import keras_transfer_export
 
 
@@ -92,7 +93,13 @@ def shot(
     No source data is needed. The training is `model.fit` on a thin wrapper
     `classifier(features(x))` whose classifier is frozen (`trainable=False`,
     so its BatchNorm layers, if any, stay in inference mode), one `fit` epoch
-    per pseudo-labelling round over shuffled full batches. The paper's
+    per pseudo-labelling round over shuffled full batches. BatchNorm layers
+    of `features` train in training mode (batch statistics); their moving
+    statistics are re-estimated on `target_x` (as `adabn` does) before each
+    pseudo-labelling round and at the end, so pseudo-labels and the returned
+    model's predictions use target statistics (PyTorch's BatchNorm, with
+    its momentum of 0.1, tracks them within a few steps; Keras's 0.99 would
+    not). The paper's
     source-side recipe (label smoothing, weight-normalized classifier) is
     about how the source model was trained and is not part of this call.
 
@@ -186,7 +193,10 @@ def shot(
                 "`features` has no trainable weights: SHOT trains the feature "
                 "extractor. Received: features with trainable=False or no weights."
             )
+        has_batch_norm = bool(_test_time.batch_norm_layers(features))
         for epoch in range(epochs):
+            if has_batch_norm:
+                reestimate_batch_norm(features, target, batch_size)
             labels = np.zeros((len(target),), "int32")
             if pseudo_label_weight:
                 feats = features.predict(target, batch_size=256, verbose=0)
@@ -205,6 +215,8 @@ def shot(
                 callbacks=callbacks,
                 verbose=verbose,
             )
+        if has_batch_norm:
+            reestimate_batch_norm(features, target, batch_size)
     finally:
         classifier.trainable = saved
     return adapted
