@@ -18,7 +18,9 @@ class ModelCheckpoints(keras.callbacks.Callback):
     `lambda m: (m.features, m.classifier)`), and puts the weights the model
     had before the iteration back at the end. `restore(index)` loads one
     checkpoint for good. `epochs` lists the epoch (1-based) of each
-    checkpoint. The kept weights are cleared when a new `fit` begins.
+    checkpoint. The kept weights are cleared when a `fit` starts from epoch
+    0, and kept when it resumes (`initial_epoch`), as `shot` and `tent` do
+    between their one-epoch `fit` calls.
 
     Args:
         every: Integer. Keep the weights every this many epochs. Defaults
@@ -57,9 +59,12 @@ class ModelCheckpoints(keras.callbacks.Callback):
         self.weights = []
         self.epochs = []
 
-    def on_train_begin(self, logs=None):
-        self.weights = []
-        self.epochs = []
+    def on_epoch_begin(self, epoch, logs=None):
+        # A fit that starts from epoch 0 starts a new run; one resumed with
+        # `initial_epoch` (a loop of one-epoch fits) adds to the same list.
+        if epoch == 0:
+            self.weights = []
+            self.epochs = []
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:

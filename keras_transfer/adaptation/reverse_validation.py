@@ -27,21 +27,21 @@ class ReverseValidation(_selection.SelectionCriterion):
     Args:
         l2: Float. L2 penalty of the reverse classifier. Defaults to `1e-3`.
         iterations: Integer. Gradient steps of the reverse classifier.
-            Defaults to `300`.
+            Defaults to `200`.
         max_samples: Integer. At most this many target samples train the
-            reverse classifier (a random subset). Defaults to `5000`.
+            reverse classifier (a random subset). Defaults to `2000`.
         seed: Integer. Seed of the subset. Defaults to `0`.
 
     Examples:
 
         >>> import keras_transfer
         >>> keras_transfer.adaptation.ReverseValidation(iterations=100)
-        ReverseValidation(l2=0.001, iterations=100, max_samples=5000, seed=0)
+        ReverseValidation(l2=0.001, iterations=100, max_samples=2000, seed=0)
     """
 
     needs_source = True
 
-    def __init__(self, l2=1e-3, iterations=300, max_samples=5000, seed=0):
+    def __init__(self, l2=1e-3, iterations=200, max_samples=2000, seed=0):
         if float(l2) < 0:
             raise ValueError(f"`l2` must be non-negative. Received: l2={l2}")
         if int(iterations) < 1:

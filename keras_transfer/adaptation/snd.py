@@ -18,7 +18,10 @@ class SND(_selection.SelectionCriterion):
     go through a softmax; the score is the mean entropy of these
     neighbourhood distributions. Predictions that form dense, well-populated
     clusters score high; scattered ones, or ones collapsed into a few
-    isolated points, score lower. Needs only target inputs.
+    isolated points, score lower. Needs only target inputs. It sees no
+    labels at all: predictions collapsed onto one class are one dense group
+    and score high, and fewer, larger groups score higher than many small
+    ones, so pair it with a check of the diversity of the predictions.
 
     Args:
         temperature: Float. Softmax temperature of the similarities.
