@@ -9,7 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist): one per core of the 2-core machines the
+# suite is sized for. `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test test-next lint docs install-demo install-dev install-next data venv clean
 
