@@ -558,13 +558,23 @@ def merged_quantized_kernel(layer):
     """`(kernel, kernel_scale)` of a quantized layer with LoRA folded in.
 
     For int8/int4 `Dense` and `EinsumDense`, Keras re-quantizes the LoRA
-    merge itself when it saves (`_get_kernel_with_merged_lora`); no public
-    method returns it.
+    merge itself when it saves: `_get_kernel_with_merged_lora()` on Keras
+    3.15, `Layer._get_weight_with_merged_lora("kernel")` on Keras 3.16; no
+    public method returns it.
     """
-    try:
-        merge = layer._get_kernel_with_merged_lora
-    except AttributeError as error:
-        raise _moved("Layer._get_kernel_with_merged_lora", error) from error
+    merge = getattr(layer, "_get_kernel_with_merged_lora", None)
+    if merge is None:
+        by_name = getattr(layer, "_get_weight_with_merged_lora", None)
+        if by_name is None:
+            raise _moved(
+                "Layer._get_kernel_with_merged_lora",
+                f"'{type(layer).__name__}' has neither it nor "
+                "_get_weight_with_merged_lora",
+            )
+
+        def merge():
+            return by_name("kernel")
+
     kernel, scale, _ = merge()
     return kernel, scale
 
