@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.backbones._probe import probe_head
 from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
@@ -26,6 +27,7 @@ def fine_tune(
     epochs=20,
     *,
     head_epochs=None,
+    probe_epochs=0,
     unfreeze_every=1,
     learning_rate=1e-3,
     layer_decay=0.7,
@@ -105,6 +107,14 @@ def fine_tune(
             first unfreeze event. Defaults to `max(1, epochs // 10)`, so the
             default needs `epochs >= 2`; `head_epochs=0` starts unfreezing at
             the first epoch.
+        probe_epochs: Integer. Before the fit, train the head alone for
+            this many epochs on the backbone's outputs computed once over
+            `train_data` (a linear probe on cached features, the first half
+            of LP-FT, Kumar et al. 2022), with Adam at `learning_rate` (1e-3
+            with `"find"`): the fine-tune then starts from a trained head
+            instead of a random one. Needs a functional or Sequential
+            `model` that reaches its head through the backbone only. The
+            probe's History is `history.probe`. 0 (the default) skips it.
         unfreeze_every: Integer. Epochs between two unfreeze events.
         learning_rate: Float, or `"find"`. Peak learning rate of the head.
             `"find"` first runs `keras_transfer.lr_find` (100 steps, the
@@ -194,6 +204,7 @@ def fine_tune(
     if head_epochs is None:
         head_epochs = _default_head_epochs(epochs)
     _check_int("head_epochs", head_epochs, minimum=0)
+    _check_int("probe_epochs", probe_epochs, minimum=0)
     _check_int("unfreeze_every", unfreeze_every, minimum=1)
     if head_epochs >= epochs:
         raise ValueError(
@@ -267,9 +278,16 @@ def fine_tune(
         freeze_bn=(not train_bn) if freeze_bn is None else freeze_bn,
     )
 
+    if batch_size is None and _is_arrays(train_data):
+        batch_size = 32
+    probe = None
+    if probe_epochs:
+        probe = _probe(
+            model, backbone, train_data, probe_epochs,
+            1e-3 if find else learning_rate, loss, compile, batch_size,
+            fit_kwargs.get("steps_per_epoch"),
+        )
     if compile:
-        if batch_size is None and _is_arrays(train_data):
-            batch_size = 32
         steps = fit_kwargs.get("steps_per_epoch") or _steps_per_epoch(
             train_data, batch_size
         )
@@ -324,9 +342,24 @@ def fine_tune(
         history.params["learning_rate"] = float(learning_rate)
     if find:
         history.lr_find = found
+    if probe is not None:
+        history.probe = probe
     if keep_head_weights:
         history.head_weights = head_weights[0] if head_weights else None
     return history
+
+
+def _probe(model, backbone, train_data, epochs, rate, loss, compile, batch, steps):
+    """Fit the head of `model` on cached backbone outputs (`probe_epochs`)."""
+    if loss is None:
+        loss = (
+            _infer_loss(model, train_data)[0] if compile else model.loss
+        )
+    layer = getattr(backbone, "layer", backbone)
+    return probe_head(
+        model, layer, train_data, epochs=epochs, learning_rate=rate, loss=loss,
+        batch_size=batch, steps=steps,
+    )
 
 
 def _find_learning_rate(model, groups, data, settings):

@@ -1,0 +1,129 @@
+"""Tests for `fine_tune(probe_epochs=...)`: the head probed on cached features."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transfer.backbones._probe import split_at
+from keras_transfer.fine_tune import fine_tune
+from tests.test_fine_tune import data, make_model
+
+
+def _head_only_accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+
+
+def test_probe_trains_the_head_alone_on_the_backbones_outputs():
+    model, backbone = make_model()
+    x, y = data(n=64)
+    pretrained = [w.copy() for w in backbone.get_weights()]
+    head_before = model.get_layer("head").get_weights()[0].copy()
+    history = fine_tune(
+        model, backbone, (x, y), epochs=2, head_epochs=0, probe_epochs=30,
+        batch_size=16, verbose=0, keep_head_weights=True,
+    )
+    probe = history.probe.history
+    assert len(probe["loss"]) == 30 and probe["loss"][-1] < probe["loss"][0]
+    # `head_weights` with head_epochs=0: the weights as the fit began, i.e.
+    # right after the probe. The backbone was not touched, the head was.
+    start = history.head_weights
+    n = len(pretrained)
+    for before, after in zip(pretrained, start[:n]):
+        np.testing.assert_array_equal(before, after)
+    assert not np.array_equal(head_before, start[n])
+    # The model's own head is the one trained: its accuracy is the probe's.
+    model.set_weights(start)
+    assert _head_only_accuracy(model, x, y) == pytest.approx(
+        probe["accuracy"][-1], abs=0.1
+    )
+
+
+def test_probe_gives_the_fit_a_trained_head_from_its_first_epoch():
+    x, y = data(n=64)
+    first = {}
+    for epochs in (0, 40):
+        model, backbone = make_model(seed=3)
+        history = fine_tune(
+            model, backbone, (x, y), epochs=3, probe_epochs=epochs,
+            batch_size=16, verbose=0,
+        )
+        first[epochs] = history.history["loss"][0]
+        assert hasattr(history, "probe") == bool(epochs)
+    assert first[40] < first[0]
+
+
+def test_probe_on_a_sequential_model_and_a_dataset():
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="relu")], name="base"
+    )
+    model = keras.Sequential(
+        [keras.Input((6,)), base, keras.layers.Dense(3, activation="softmax")]
+    )
+    x, y = data(n=48)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    kernel = model.layers[-1].get_weights()[0].copy()
+    history = fine_tune(
+        model, base, dataset, epochs=2, probe_epochs=5, verbose=0
+    )
+    assert len(history.probe.history["loss"]) == 5
+    assert not np.array_equal(kernel, model.layers[-1].get_weights()[0])
+
+
+def test_split_at_cuts_a_functional_model_after_its_backbone():
+    model, backbone = make_model()
+    x, _ = data(n=8)
+    body, head = split_at(model, backbone)
+    np.testing.assert_allclose(
+        head.predict(body.predict(x, verbose=0), verbose=0),
+        model.predict(x, verbose=0),
+        atol=1e-6,
+    )
+    assert head.get_layer("head") is model.get_layer("head")
+
+
+def test_probe_errors_leave_the_model_as_it_was():
+    model, backbone = make_model()
+    x, y = data()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="`probe_epochs` must be >= 0"):
+        fine_tune(model, backbone, (x, y), probe_epochs=-1)
+    with pytest.raises(ValueError, match="`probe_epochs` must be an integer"):
+        fine_tune(model, backbone, (x, y), probe_epochs=2.5)
+
+    class Subclassed(keras.Model):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.head = keras.layers.Dense(3)
+
+        def call(self, inputs):
+            return self.head(self.base(inputs))
+
+    sub = Subclassed(backbone)
+    sub(x[:2])
+    with pytest.raises(ValueError, match="subclassed model.*probe_epochs=0"):
+        fine_tune(sub, backbone, (x, y), epochs=2, probe_epochs=3, verbose=0)
+    # A head that reads the inputs beside the backbone cannot be probed.
+    inputs = keras.Input((6,))
+    joined = keras.layers.Concatenate()([backbone(inputs), inputs])
+    skip = keras.Model(inputs, keras.layers.Dense(3)(joined))
+    with pytest.raises(ValueError, match="sees the inputs only through the backbone"):
+        fine_tune(skip, backbone, (x, y), epochs=2, probe_epochs=3, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_probe_under_strategy(strategy):
+    x, y = data(n=32)
+    with strategy.scope():
+        model, backbone = make_model()
+        head_before = model.get_layer("head").get_weights()[0].copy()
+        history = fine_tune(
+            model, backbone, (x, y), epochs=2, probe_epochs=3, batch_size=8,
+            verbose=0,
+        )
+    assert len(history.probe.history["loss"]) == 3
+    assert not np.array_equal(head_before, model.get_layer("head").get_weights()[0])
