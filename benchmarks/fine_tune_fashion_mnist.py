@@ -102,7 +102,7 @@ def accuracy(model, x, y):
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def run(row, seed, data):
+def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
@@ -110,7 +110,7 @@ def run(row, seed, data):
         fine_tune(model, backbone, (x, y), epochs=EPOCHS, verbose=0)
     elif row == "ours_probe":
         fine_tune(
-            model, backbone, (x, y), epochs=EPOCHS, probe_epochs=PROBE_EPOCHS,
+            model, backbone, (x, y), epochs=EPOCHS, probe_epochs=probe_epochs,
             verbose=0,
         )
     elif row == "logreg":
@@ -146,7 +146,12 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rows", default="ours,all_bn,guide_bn,logreg")
     parser.add_argument("--per-class", type=int, default=PER_CLASS)
+    parser.add_argument(
+        "--probe-epochs", type=int, default=PROBE_EPOCHS,
+        help="probe_epochs of the ours_probe row",
+    )
     args = parser.parse_args()
+    DESCRIPTION["ours_probe"] = f"fine_tune, probe_epochs={args.probe_epochs}"
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = args.rows.split(",")
     scores = {row: [] for row in rows}
@@ -154,7 +159,7 @@ def main():
         data = load_data(seed, args.per_class)
         for row in rows:
             start = time.perf_counter()
-            test, val = run(row, seed, data)
+            test, val = run(row, seed, data, args.probe_epochs)
             scores[row].append((test, val))
             print(
                 f"seed {seed} {row:10s} test {test:.4f} validation {val:.4f} "
