@@ -85,8 +85,12 @@ GRID = {
     "jmmd": [("weight=1", {}, 1.0), ("weight=0.3", {}, 0.3)],
     "coral": [("weight=1", {}, 1.0), ("weight=0.3", {}, 0.3)],
     "mcc": [("weight=1", {}, 1.0), ("weight=0.3", {}, 0.3)],
-    "entropy": [("weight=1", {}, 1.0), ("weight=0.1", {}, 0.1),
-                ("weight=0.01", {}, 0.01)],
+    "entropy": [("weight=1", {"diversity_weight": 0.0}, 1.0),
+                ("weight=0.1", {"diversity_weight": 0.0}, 0.1),
+                ("weight=0.01", {"diversity_weight": 0.0}, 0.01),
+                ("weight=1 diversity=1", {"diversity_weight": 1.0}, 1.0),
+                ("weight=0.3 diversity=1", {"diversity_weight": 1.0}, 0.3),
+                ("weight=0.1 diversity=1", {"diversity_weight": 1.0}, 0.1)],
 }
 BASELINES = ["source only", "target supervised"]
 CRITERIA = ["dev", "iwv", "reverse_validation", "snd"]
