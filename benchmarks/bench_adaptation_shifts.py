@@ -253,7 +253,9 @@ def read_results(path):
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        records = [json.loads(line) for line in f if line.strip()]
+    # Two processes can both finish the same run: keep the first.
+    return list({key(r): r for r in reversed(records)}.values())[::-1]
 
 
 def key(r):
