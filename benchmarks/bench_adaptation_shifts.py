@@ -40,7 +40,8 @@ so it can run beside the grid stage and be run again.
 
 Stage `report` prints: the settings chosen; a table of every method on
 every shift with the chosen and with the previous defaults (mean +- std
-over seeds 0-2) beside source only and target supervised; and the
+over the seeds run, their number in brackets) beside source only and
+target supervised; and the
 selection study over the grid's candidates (Spearman rank correlation of
 each criterion's score with the true target accuracy, and regret = best
 target accuracy among the candidates minus the chosen one's).
