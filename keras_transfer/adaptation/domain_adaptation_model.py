@@ -75,12 +75,12 @@ def resolve_methods(method, moved=None):
     """
     moved = moved or {}
     if isinstance(method, (str, AdaptationMethod)):
-        items = [(method, 1.0)]
+        items = [(method, None)]
     elif isinstance(method, dict):
         items = list(method.items())
     elif isinstance(method, (list, tuple)):
         items = [
-            tuple(m) if isinstance(m, (list, tuple)) else (m, 1.0) for m in method
+            tuple(m) if isinstance(m, (list, tuple)) else (m, None) for m in method
         ]
     else:
         raise ValueError(
@@ -110,6 +110,8 @@ def resolve_methods(method, moved=None):
                 "`method` entries must be method names or AdaptationMethod "
                 f"objects. Received: {type(entry).__name__}"
             )
+        if weight is None:  # no weight given: the method's own default
+            weight = entry.default_weight
         pairs.append((entry, _check_weight(entry.name, weight, method)))
     names = [m.name for m, _ in pairs]
     if len(set(names)) != len(names):
@@ -206,10 +208,11 @@ class DomainAdaptationModel(keras.Model):
     optimizer wrapper) and metrics (computed on the source batch).
 
     `method=` is a registered name, a method object, a list of them, a list
-    of `(method, weight)` pairs or a dict `{name: weight}` (weights default
-    to 1). Each method is a small `AdaptationMethod` that owns its
-    hyperparameters (`keras_transfer.adaptation.methods.REGISTRY` maps the
-    names to the classes, whose defaults the names stand for):
+    of `(method, weight)` pairs or a dict `{name: weight}` (a method given
+    without a weight gets its class's `default_weight`). Each method is a
+    small `AdaptationMethod` that owns its hyperparameters
+    (`keras_transfer.adaptation.methods.REGISTRY` maps the names to the
+    classes, whose defaults the names stand for):
 
     - `"dann"` (`DANN`): a domain discriminator behind a `GradientReversal`
       layer (Ganin et al., 2016).

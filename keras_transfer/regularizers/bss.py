@@ -5,6 +5,7 @@ import numbers
 import keras
 
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils import global_batch
 from keras_transfer.utils.checks import check_positive
 
 
@@ -24,8 +25,14 @@ class BSS(keras.layers.Layer):
     values of the batch of features (a `batch x features` matrix; other axes
     are flattened). Shrinking the small singular values suppresses the
     feature directions that are least transferable, which the paper found to
-    cause negative transfer. It works with plain `model.fit`. Under a
-    distribution strategy each replica uses its own part of the batch.
+    cause negative transfer. It works with plain `model.fit`. The singular
+    values are a statistic of the whole batch, so under a `tf.distribute`
+    strategy the penalty is computed on the global batch, gathered from
+    every replica: a two-replica run takes the same steps as one device
+    (tested). Only the `loss` that `fit` logs may differ there: Keras keeps
+    a layer's added losses in one list that the replicas' threads share,
+    and a replica that resumes after the gather can read the other's
+    penalty too (a term without gradient for it, so the step is unchanged).
 
     Args:
         k: Int >= 1. Number of smallest singular values to shrink. Defaults
@@ -71,7 +78,9 @@ class BSS(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if training and self.eta > 0:
-            self.add_loss(self.penalty(inputs))
+            # Keras divides added losses by the number of replicas and sums
+            # the replicas' gradients: each replica adds the global penalty.
+            self.add_loss(self.penalty(global_batch.gather(inputs)))
         return inputs
 
     def compute_output_shape(self, input_shape):

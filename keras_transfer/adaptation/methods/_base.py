@@ -88,6 +88,9 @@ class AdaptationMethod(keras.layers.Layer):
       covariance, a kernel mean); under `tf.distribute` it is computed on the
       global batch gathered from every replica.
     - `metric_names`: per-sample metrics `compute` returns, logged as means.
+    - `default_weight`: the weight of the term when `method=` gives the
+      method without one (a name, or the object alone); a `(method,
+      weight)` pair or a dict `{name: weight}` sets it.
 
     `build(context)` receives a `MethodContext` (feature shape, number of
     classes, `from_logits`, the classifier) and creates what the method owns.
@@ -101,6 +104,8 @@ class AdaptationMethod(keras.layers.Layer):
     min_batch_size = 1
     batch_statistic = False
     metric_names = ()
+    #: Weight of the term in the total loss when none is given.
+    default_weight = 1.0
     #: Layer name, and prefix of the logged `<name>_loss`.
     default_name = None
 

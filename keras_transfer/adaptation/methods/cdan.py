@@ -22,7 +22,8 @@ class CDAN(DANN):
 
     Args:
         lambda_: Float >= 0. Factor of the reversed gradient. Defaults to
-            `1.0`.
+            `0.1` (`1.0` before it was chosen across the shifts of
+            `benchmarks/bench_adaptation_shifts.py`).
         discriminator: A Keras layer mapping the map to one logit, or `None`
             for `DomainDiscriminator(hidden_units=(256, 256))`. Defaults to
             `None`.
@@ -44,7 +45,7 @@ class CDAN(DANN):
     #: Whether samples are weighted by the certainty of their prediction.
     entropy_weighting = False
 
-    def __init__(self, lambda_=1.0, discriminator=None, random_dim=4096, name=None,
+    def __init__(self, lambda_=0.1, discriminator=None, random_dim=4096, name=None,
                  **kwargs):
         super().__init__(lambda_=lambda_, discriminator=discriminator, name=name,
                          **kwargs)

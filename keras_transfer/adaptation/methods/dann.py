@@ -51,7 +51,8 @@ class DANN(AdaptationMethod):
 
     Args:
         lambda_: Float >= 0. Factor of the reversed gradient (the value
-            `fit()` warms up to). Defaults to `1.0`.
+            `fit()` warms up to). Defaults to `0.1` (`1.0` before it was
+            chosen across the shifts of `benchmarks/bench_adaptation_shifts.py`).
         discriminator: A Keras layer mapping flattened features to one logit,
             or `None` for `DomainDiscriminator(hidden_units=(256, 256))`.
             Defaults to `None`.
@@ -74,7 +75,7 @@ class DANN(AdaptationMethod):
     metric_names = ("domain_accuracy",)
     default_name = "dann"
 
-    def __init__(self, lambda_=1.0, discriminator=None, name=None, **kwargs):
+    def __init__(self, lambda_=0.1, discriminator=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.lambda_ = check_lambda(lambda_)
         if discriminator is not None and not isinstance(
