@@ -50,19 +50,20 @@ if ON_TENSORFLOW:
 
 
 def pytest_collection_modifyitems(config, items):
-    """On another backend than TensorFlow, deselect the TensorFlow-only tests.
+    """Deselect the tests of the other backend.
 
-    A test is TensorFlow-only when it is marked `tensorflow` or uses the
-    `strategy` fixture (`tf.distribute`).
+    On TensorFlow, the tests marked `jax`; on JAX, the TensorFlow-only tests:
+    those marked `tensorflow` or using the `strategy` fixture (`tf.distribute`).
     """
-    if ON_TENSORFLOW:
-        return
     keep, drop = [], []
     for item in items:
-        tf_only = item.get_closest_marker("tensorflow") is not None or (
-            "strategy" in getattr(item, "fixturenames", ())
-        )
-        (drop if tf_only else keep).append(item)
+        if ON_TENSORFLOW:
+            other = item.get_closest_marker("jax") is not None
+        else:
+            other = item.get_closest_marker("tensorflow") is not None or (
+                "strategy" in getattr(item, "fixturenames", ())
+            )
+        (drop if other else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -436,9 +436,22 @@ def _step_on_trainable_part(optimizer, model):
     """
     if keras.backend.backend() != "jax":
         return
+    innermost = optimizer
+    while hasattr(innermost, "inner_optimizer"):
+        innermost = innermost.inner_optimizer
+    if getattr(innermost, "use_ema", False):
+        raise ValueError(
+            "GradualUnfreezing with `use_ema=True` is not supported on the "
+            f"{keras.backend.backend()!r} backend: Keras's JAX optimizer "
+            "averages every variable it was built with at each step, frozen "
+            "groups included. Train without `use_ema` (or average with "
+            "`keras_transfer.callbacks.WeightAveraging`), or use the "
+            "TensorFlow backend."
+        )
     while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
-    if type(optimizer).stateless_apply is not keras.optimizers.Optimizer.stateless_apply:
+    plain = keras.optimizers.Optimizer.stateless_apply
+    if type(optimizer).stateless_apply is not plain:
         return
     trained = weakref.ref(model)
 

@@ -212,6 +212,17 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 "and per-variable factors instead. Received: "
                 "optimizer=MultiOptimizer"
             )
+        if keras.backend.backend() == "jax" and isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            raise ValueError(
+                "On the JAX backend a `LossScaleOptimizer` goes around "
+                "`DiscriminativeLR`, not inside it (its loss-scale update runs "
+                "only through its own `stateless_apply`): use "
+                "`LossScaleOptimizer(DiscriminativeLR(optimizer, ...))`, which "
+                "is also what `compile` does under a `mixed_float16` policy. "
+                "Received: optimizer=LossScaleOptimizer"
+            )
         ema = {k: kwargs.pop(k) for k in _EMA_ARGUMENTS if k in kwargs}
         if kwargs:
             raise ValueError(
