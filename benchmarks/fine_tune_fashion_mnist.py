@@ -108,8 +108,9 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self._start is not None:
-            # The loss is read to wait for the step (JAX dispatches async).
-            float(logs["loss"]) if logs and "loss" in logs else None
+            if logs and "loss" in logs:
+                # Reading the loss waits for the step (JAX dispatches async).
+                float(logs["loss"])
             self.times.append(time.perf_counter() - self._start)
 
 
