@@ -335,3 +335,47 @@ def test_gradient_reversal_gradient_on_jax():
     grad = jax.grad(lambda v: keras.ops.sum(layer(v) * 2.0))(x)
     np.testing.assert_allclose(np.asarray(grad), -0.3 * 2.0 * np.ones((2, 3)))
     np.testing.assert_array_equal(np.asarray(layer(x)), x)
+
+
+# ---------------------------------------------------- the one-call recipes
+def _classifier_data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 2, n)
+
+
+def test_fine_tune_and_lr_find_on_jax():
+    from keras_transfer import fine_tune, lr_find
+
+    x, y = _classifier_data()
+    model, backbone = make_model()
+    start = [w.copy() for w in model.get_weights()]
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+    result = lr_find(model, (x, y), steps=12, batch_size=16, verbose=0)
+    assert result.steps >= 2 and result.suggestion() > 0
+    # The range test leaves the model as it was.
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))
+    history = fine_tune(
+        model, backbone, (x, y), epochs=3, head_epochs=1, batch_size=16,
+        loss=keras.losses.SparseCategoricalCrossentropy(True), verbose=0,
+    )
+    assert isinstance(model.optimizer, DiscriminativeLR)
+    assert history.history["unfrozen_groups"][0] == 0
+    assert history.history["unfrozen_groups"][-1] > 0
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_lora_and_weight_averaging_on_jax():
+    from keras_transfer.callbacks import WeightAveraging
+    from keras_transfer.peft import enable_lora, merge_lora
+
+    x, y = _classifier_data()
+    model, _ = make_model()
+    enable_lora(model, rank=2)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+    averaging = WeightAveraging(method="ema")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[averaging])
+    assert averaging.num_averaged == 8
+    before = model.predict(x, verbose=0)
+    merged = merge_lora(model)
+    assert merged
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, atol=1e-5)

@@ -7,6 +7,8 @@ and TFLite export, `tf.distribute`); on another backend they raise
 what to use there instead, before anything is changed.
 """
 
+import contextlib
+
 import keras
 
 
@@ -41,3 +43,15 @@ def require_tensorflow_backend(feature, instead):
         f"{feature} needs the TensorFlow backend of Keras, but Keras runs on "
         f"the {name!r} backend (KERAS_BACKEND={name}). {instead}"
     )
+
+
+def strategy_scope(model):
+    """The `tf.distribute` scope `model` was built under, else a null scope.
+
+    On TensorFlow every model has a `distribute_strategy` (the default one
+    outside any scope); other backends have no `tf.distribute`.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if not is_tensorflow() or strategy is None:
+        return contextlib.nullcontext()
+    return strategy.scope()
