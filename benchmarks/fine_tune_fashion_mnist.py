@@ -17,12 +17,6 @@ Rows (choose with --rows, comma separated):
   all_bn    the same with every BatchNorm in inference mode.
 
 Run: python benchmarks/fine_tune_fashion_mnist.py --seeds 0,1,2
-
-The Keras backend is the one `KERAS_BACKEND` names (TensorFlow by default);
-run the script once per backend with the same seeds to compare them. Each
-row also prints its median train-step time (wall clock of one
-`train_on_batch`-sized step inside `fit`, after the epoch in which the step
-was compiled; XLA on JAX, `tf.function` on TensorFlow).
 """
 
 import argparse
@@ -92,41 +86,12 @@ def accuracy(model, x, y):
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of each train step, skipping the first step of every epoch.
-
-    The first step of an epoch is where a retraced train function compiles
-    (at each unfreeze event); the others are plain steps.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter() if batch > 0 else None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._start is not None:
-            if logs and "loss" in logs:
-                # Reading the loss waits for the step (JAX dispatches async).
-                float(logs["loss"])
-            self.times.append(time.perf_counter() - self._start)
-
-
-STEP_TIMES = {}
-
-
 def run(row, seed, data):
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
-    timer = StepTimer()
-    STEP_TIMES.setdefault(row, [])
     if row == "ours":
-        fine_tune(model, backbone, (x, y), epochs=EPOCHS, verbose=0,
-                  callbacks=[timer])
-        STEP_TIMES[row].extend(timer.times)
+        fine_tune(model, backbone, (x, y), epochs=EPOCHS, verbose=0)
     elif row == "logreg":
         from sklearn.linear_model import LogisticRegression
 
@@ -171,13 +136,6 @@ def main():
                 flush=True,
             )
     print()
-    print(f"Keras backend: {keras.backend.backend()}")
-    for row, times in STEP_TIMES.items():
-        if times:
-            print(
-                f"{row}: median train step {1000 * np.median(times):.0f} ms "
-                f"({len(times)} steps, batch {BATCH})"
-            )
     print(f"Fashion-MNIST, {PER_CLASS}/class, {NUM_TEST} test images, seeds {seeds}")
     print("| recipe | accuracy (mean ± sd) | per seed |")
     print("|---|---|---|")
