@@ -2,7 +2,8 @@
 # package registries only):
 #   make demo   creates .venv, installs what the demo needs, runs the demo
 #   make test   creates .venv, installs every extra and dev tool, runs ruff,
-#               the docs build and the whole test suite
+#               the docs build and the whole test suite, then its JAX pass
+#   make test-jax  the JAX pass alone (KERAS_BACKEND=jax)
 #   make test-next  the same on the next Keras (exact nightly builds) in a
 #               second venv, .venv-next; not part of CI
 PYTHON ?= python3
@@ -12,8 +13,15 @@ PIP := $(BIN)/python -m pip
 # Two pytest workers (pytest-xdist): one per core of the 2-core machines the
 # suite is sized for. `make test PYTEST_ARGS=` runs it in one process.
 PYTEST_ARGS ?= -n 2
+# The JAX pass of `make test`: the backend-neutral core again, with
+# KERAS_BACKEND=jax and two CPU devices for keras.distribution.DataParallel
+# (conftest.py deselects the TensorFlow-only tests).
+JAX_TESTS := tests/test_backend_jax.py tests/test_discriminative_lr.py \
+	tests/test_gradual_unfreezing.py tests/test_schedules.py \
+	tests/test_regularizers.py tests/test_losses_coral.py
+JAX_ENV := KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2
 
-.PHONY: demo test test-next lint docs install-demo install-dev install-next data venv clean
+.PHONY: demo test test-jax test-next lint docs install-demo install-dev install-next data venv clean
 
 # The Keras users get next. keras-nightly installs the `keras` module;
 # keras-hub 0.32 does not import on it, so keras-hub-nightly replaces it.
@@ -59,6 +67,11 @@ docs: install-dev
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(JAX_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) $(JAX_TESTS)
+
+# The JAX pass alone.
+test-jax: install-dev
+	$(JAX_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) $(JAX_TESTS)
 
 # Everything `make test` installs, then keras and keras-hub swapped for the
 # nightly builds. They are installed with --no-deps: the dependencies of

@@ -1,4 +1,7 @@
-"""keras-transfer: the transfer-learning workflow for Keras 3 on TensorFlow.
+"""keras-transfer: the transfer-learning workflow for Keras 3.
+
+TensorFlow runs every feature; the backend-neutral core also runs with
+`KERAS_BACKEND=jax` (see the backends guide).
 
 Subpackages by capability:
 
@@ -21,7 +24,8 @@ Subpackages by capability:
 - `keras_transfer.distribute`: `model.fit` under MultiWorkerMirroredStrategy.
 
 Importing `keras_transfer` registers every public class for Keras saving, and
-does not import keras-hub, keras-cv or tensorflow-hub.
+does not import keras-hub, keras-cv or tensorflow-hub (nor TensorFlow when
+Keras runs on another backend).
 """
 
 from keras_transfer import (

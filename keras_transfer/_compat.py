@@ -31,6 +31,7 @@ REACHES = (
     "Optimizer._use_weight_decay",
     "Optimizer._apply_weight_decay",
     "Optimizer.update_step (replaced on an instance)",
+    "Optimizer.stateless_apply (replaced on an instance, JAX trainer)",
     "Trainer builds the optimizer from its own method (call stack)",
     "ConcreteFunction._arg_keywords",
     "TensorFlow trainer: _maybe_symbolic_build, reduce_per_replica",
@@ -252,6 +253,23 @@ def replace_update_step(optimizer, update_step):
     """
     _attribute(optimizer, "update_step", "Optimizer.update_step")
     optimizer.update_step = update_step
+
+
+def replace_stateless_apply(optimizer, stateless_apply):
+    """Replace `optimizer.stateless_apply` on this instance by `stateless_apply`.
+
+    Keras's JAX trainer applies gradients with
+    `optimizer.stateless_apply(optimizer_values, grads, trainable_values)`
+    and its base implementation requires exactly the variables the optimizer
+    was built with. `GradualUnfreezing` builds a plain optimizer over every
+    variable that will ever train, more than train while part of the
+    backbone is frozen; the replacement (`keras_transfer.utils.stateless`)
+    steps on the trainable part. No public hook lets the trainer pass the
+    variables themselves. Returns the method that was in place.
+    """
+    original = _attribute(optimizer, "stateless_apply", "Optimizer.stateless_apply")
+    optimizer.stateless_apply = stateless_apply
+    return original
 
 
 def _no_weight_decay(variables):

@@ -191,6 +191,28 @@ def check_replace_update_step():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(b), [11.0, 11.0])
 
 
+def check_replace_stateless_apply():
+    import inspect
+
+    from keras.src.backend.jax import trainer as jax_trainer
+
+    # The JAX trainer applies gradients through the instance's method.
+    source = inspect.getsource(jax_trainer.JAXTrainer.train_step)
+    assert "self.optimizer.stateless_apply(" in source, source
+    optimizer, a, b = _built_optimizer(learning_rate=0.5)
+    calls = []
+
+    def stateless_apply(optimizer_variables, grads, trainable_variables):
+        calls.append(len(trainable_variables))
+        return list(trainable_variables), list(optimizer_variables)
+
+    original = _compat.replace_stateless_apply(optimizer, stateless_apply)
+    values = [keras.ops.convert_to_tensor(v) for v in optimizer.variables]
+    optimizer.stateless_apply(values, [keras.ops.ones(2)], [b.value])
+    assert calls == [1], calls
+    assert callable(original)
+
+
 def check_skip_apply_weight_decay():
     # Zero gradients: AdamW moves a variable by its weight decay alone.
     decayed, a, _ = _built_optimizer(
@@ -377,6 +399,9 @@ CHECKS = {
     "Optimizer._use_weight_decay": check_uses_weight_decay,
     "Optimizer._apply_weight_decay": check_skip_apply_weight_decay,
     "Optimizer.update_step (replaced on an instance)": check_replace_update_step,
+    "Optimizer.stateless_apply (replaced on an instance, JAX trainer)": (
+        check_replace_stateless_apply
+    ),
     "Trainer builds the optimizer from its own method (call stack)": (
         check_model_building
     ),

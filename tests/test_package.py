@@ -1,5 +1,6 @@
 """Package-level checks: imports, optional dependencies, shipped data."""
 
+import os
 import subprocess
 import sys
 
@@ -21,6 +22,29 @@ def test_import_does_not_load_optional_heavy_packages():
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_on_jax_does_not_import_tensorflow():
+    # A tracing import hook names the module that imported TensorFlow.
+    code = (
+        "import builtins, sys, traceback\n"
+        "real = builtins.__import__\n"
+        "def hook(name, *args, **kwargs):\n"
+        "    if name.split('.')[0] == 'tensorflow' and 'tensorflow' not in "
+        "sys.modules:\n"
+        "        traceback.print_stack(limit=8)\n"
+        "        sys.exit(3)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = hook\n"
+        "import keras_transfer, keras\n"
+        "assert keras.backend.backend() == 'jax', keras.backend.backend()\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        timeout=300, env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -141,7 +141,10 @@ def test_fit_with_discriminative_lr_follows_schedule(schedule):
 
     class Record(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            seen.append(float(keras.ops.convert_to_numpy(opt.learning_rate)))
+            # On JAX the training state is attached to the variables only
+            # when a callback reads `self.model`.
+            optimizer = self.model.optimizer
+            seen.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
 
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[Record()])
     np.testing.assert_allclose(seen, values(schedule, range(12)), rtol=1e-6)

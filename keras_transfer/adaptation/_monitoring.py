@@ -40,7 +40,7 @@ class TargetDiversity(keras.metrics.Metric):
 
     def reset_state(self):
         for variable in (self.probability_sum, self.class_counts):
-            variable.assign(ops.zeros_like(variable))
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

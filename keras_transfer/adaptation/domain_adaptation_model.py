@@ -168,6 +168,7 @@ class _LambdaWarmup(DANNLambdaScheduler):
         return 1
 
     def on_train_batch_begin(self, batch, logs=None):
+        self.model  # noqa: B018  (on JAX: attaches the state, see the base)
         fraction = self.value(self._step / self._steps)
         for layer in self._layers:
             layer.lambda_variable.assign(layer.lambda_ * fraction)
@@ -663,8 +664,12 @@ class DomainAdaptationModel(keras.Model):
 
     # ------------------------------------------------------------ train step
 
-    def train_step(self, data):
-        """Check the paired batch, then Keras's own train step."""
+    def train_step(self, *args):
+        """Check the paired batch, then Keras's own train step.
+
+        `train_step(data)` on TensorFlow, `train_step(state, data)` on JAX.
+        """
+        data = args[-1]
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if not _is_paired(x):
             raise ValueError(
@@ -690,9 +695,11 @@ class DomainAdaptationModel(keras.Model):
                 "training (unsupervised domain adaptation).",
                 stacklevel=2,
             )
-        return super().train_step(data)
+        return super().train_step(*args)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        # `test_step(data)` on TensorFlow, `test_step(state, data)` on JAX.
+        state, data = args[:-1], args[-1]
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict) and TARGET in x:
             x = x[TARGET]
@@ -703,8 +710,10 @@ class DomainAdaptationModel(keras.Model):
                     "validation_data=(x_target, y_target). Received paired "
                     "inputs without target labels."
                 )
-        logs = super().test_step((x, y, sample_weight))
-        return {k: v for k, v in logs.items() if k not in self._training_only()}
+        out = super().test_step(*state, (x, y, sample_weight))
+        logs, state = (out, None) if not state else out
+        logs = {k: v for k, v in logs.items() if k not in self._training_only()}
+        return logs if state is None else (logs, state)
 
     def _training_only(self):
         names = {

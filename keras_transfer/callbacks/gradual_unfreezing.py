@@ -1,10 +1,13 @@
 """`GradualUnfreezing`: unfreeze a backbone group by group inside one `fit`."""
 
+import weakref
+
 import keras
 
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
+from keras_transfer.utils.stateless import apply_to_variables
 from keras_transfer.utils.variables import count_params
 
 
@@ -230,8 +233,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if not optimizer.built:
             with _strategy_scope(model):
                 optimizer.build(wanted)
+            _step_on_trainable_part(optimizer, model)
             return
         if _knows_variables(optimizer, wanted):
+            _step_on_trainable_part(optimizer, model)
             return
         if int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
             raise ValueError(
@@ -245,6 +250,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             fresh = optimizer.__class__.from_config(optimizer.get_config())
             _tell_model(fresh, model)
             fresh.build(wanted)
+        _step_on_trainable_part(fresh, model)
         model.optimizer = fresh
 
     # -- callback hooks -----------------------------------------------------
@@ -415,6 +421,51 @@ def _tell_model(optimizer, model):
         if hasattr(optimizer, "set_model"):
             optimizer.set_model(model)
         optimizer = getattr(optimizer, "inner_optimizer", None)
+
+
+def _step_on_trainable_part(optimizer, model):
+    """On JAX, let a plain optimizer step on part of the variables it knows.
+
+    Keras's JAX trainer calls `stateless_apply` with the values of the
+    variables that train now, and Keras's own `stateless_apply` requires
+    every variable the optimizer was built with. An optimizer with its own
+    `stateless_apply` (`DiscriminativeLR`) already handles it; a plain one
+    gets `keras_transfer.utils.stateless.apply_to_variables` in its place.
+    The TensorFlow trainer calls `apply(grads, variables)`, which needs
+    nothing.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    innermost = optimizer
+    while hasattr(innermost, "inner_optimizer"):
+        innermost = innermost.inner_optimizer
+    if getattr(innermost, "use_ema", False):
+        raise ValueError(
+            "GradualUnfreezing with `use_ema=True` is not supported on the "
+            f"{keras.backend.backend()!r} backend: Keras's JAX optimizer "
+            "averages every variable it was built with at each step, frozen "
+            "groups included. Train without `use_ema` (or average with "
+            "`keras_transfer.callbacks.WeightAveraging`), or use the "
+            "TensorFlow backend."
+        )
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    plain = keras.optimizers.Optimizer.stateless_apply
+    if type(optimizer).stateless_apply is not plain:
+        return
+    trained = weakref.ref(model)
+
+    def stateless_apply(optimizer_variables, grads, trainable_variables):
+        current = _compat.model_building(optimizer) or trained()
+        return apply_to_variables(
+            optimizer,
+            current.trainable_variables,
+            optimizer_variables,
+            grads,
+            trainable_variables,
+        )
+
+    _compat.replace_stateless_apply(optimizer, stateless_apply)
 
 
 def _knows_variables(optimizer, variables):

@@ -109,6 +109,9 @@ class DANNLambdaScheduler(keras.callbacks.Callback):
         )
 
     def on_train_batch_begin(self, batch, logs=None):
+        # On JAX, reading `self.model` attaches the training state to the
+        # variables, so the assignment below reaches the next step.
+        self.model  # noqa: B018
         lam = self.value(self._step / self._steps)
         for layer in self._layers:
             layer.lambda_variable.assign(lam)

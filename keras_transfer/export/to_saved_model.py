@@ -6,6 +6,7 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.export import _parity, _paths
 from keras_transfer.export.export_result import ExportResult
 from keras_transfer.export.parity_error import ParityError
+from keras_transfer.utils.backend import require_tensorflow_backend
 
 SERVING_SIGNATURE = "serving_default"
 
@@ -85,6 +86,13 @@ def to_saved_model(
         >>> tuple(serve(**{k: tf.zeros((1, 4)) for k in names})["output_0"].shape)
         (1, 2)
     """
+    require_tensorflow_backend(
+        "`to_saved_model` (TensorFlow export)",
+        "Export from TensorFlow: save the model with `model.save('model.keras')`, "
+        "load it in a process with KERAS_BACKEND=tensorflow and call "
+        "`keras_transfer.export.to_saved_model` there (a `.keras` file loads on every "
+        "backend).",
+    )
     plan = _parity.prepare(
         model, path, overwrite, input_signature, check_parity, parity_atol,
         num_parity_samples, parity_inputs, seed,

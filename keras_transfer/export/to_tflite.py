@@ -11,6 +11,7 @@ from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.export import _parity, _paths
 from keras_transfer.export.export_result import ExportResult
 from keras_transfer.export.parity_error import ParityError
+from keras_transfer.utils.backend import require_tensorflow_backend
 from keras_transfer.utils.optional import require
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
@@ -115,6 +116,13 @@ def to_tflite(
         >>> quantized.quantization, quantized.parity_ok
         ('int8', None)
     """
+    require_tensorflow_backend(
+        "`to_tflite` (TensorFlow export)",
+        "Export from TensorFlow: save the model with `model.save('model.keras')`, "
+        "load it in a process with KERAS_BACKEND=tensorflow and call "
+        "`keras_transfer.export.to_tflite` there (a `.keras` file loads on every "
+        "backend).",
+    )
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             "`quantization` must be one of None, 'dynamic', 'float16', 'int8'. "

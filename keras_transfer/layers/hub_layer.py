@@ -7,6 +7,7 @@ import keras
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.layers.trust_hub_handles import is_trusted
+from keras_transfer.utils.backend import require_tensorflow_backend
 from keras_transfer.utils.optional import require
 
 
@@ -14,6 +15,15 @@ def _tf():
     import tensorflow as tf
 
     return tf
+
+
+def _require_tensorflow():
+    require_tensorflow_backend(
+        "`HubLayer` (TF-Hub modules and TensorFlow SavedModels)",
+        "On JAX, use a Keras 3 model instead: a `keras.applications` model, a "
+        "keras-hub preset (`keras_transfer.backbones.Backbone.from_preset`) or "
+        "a `.keras` file; a SavedModel only runs on TensorFlow.",
+    )
 
 
 def _resolve(handle):
@@ -66,6 +76,8 @@ class HubLayer(keras.layers.Layer):
     folder with `tensorflow_hub.resolve`) and tracks its variables as Keras
     variables that *are* the SavedModel's variables: `fit` updates the
     weights the module computes with (fine-tuning, `trainable=True`).
+    It needs the TensorFlow backend of Keras: on another backend, creating or
+    loading one raises a `RuntimeError` that names the backend.
 
     Compared to `keras.layers.TFSMLayer`: the variables are shared, not
     copied, so training changes the outputs; `training` is passed to the
@@ -121,6 +133,7 @@ class HubLayer(keras.layers.Layer):
                 "`handle` must be a string (folder or TF-Hub handle). "
                 f"Received: handle={handle!r}"
             )
+        _require_tensorflow()
         super().__init__(trainable=trainable, **kwargs)
         self.handle = os.fspath(handle)
         self.signature = signature
@@ -251,6 +264,7 @@ class HubLayer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         """Rebuild the layer; in safe mode only for a trusted handle (see above)."""
+        _require_tensorflow()
         handle = config.get("handle")
         if not is_trusted(handle) and _compat.deserialization_safe_mode() is not False:
             raise ValueError(

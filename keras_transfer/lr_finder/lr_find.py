@@ -11,6 +11,7 @@ import numpy as np
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.lr_finder.lr_finder_result import LRFinderResult
+from keras_transfer.utils.backend import strategy_scope
 
 
 @keras_transfer_export("keras_transfer.lr_find")
@@ -122,9 +123,8 @@ def lr_find(
         raise ValueError(f"`verbose` must be 'auto', 0 or 1. Received: {verbose!r}")
     fit_args = _fit_arguments(data, batch_size)
 
-    strategy = model.distribute_strategy
     optimizer = model.optimizer
-    with strategy.scope():
+    with strategy_scope(model):
         if not model.built:
             model(_first_inputs(data, batch_size))
         if not optimizer.built:
@@ -137,7 +137,7 @@ def lr_find(
     if constant:
         rate_variable = original_rate
     else:
-        with strategy.scope():
+        with strategy_scope(model):
             rate_variable = keras.Variable(
                 start, dtype="float32", trainable=False, name="lr_find_rate"
             )

@@ -10,6 +10,7 @@ import keras
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.backbones.groups_of import groups_of
+from keras_transfer.utils.stateless import apply_to_variables
 
 # Optimizers whose update (and weight decay) is exactly proportional to the
 # learning rate they are given. For these the multiplier scales the learning
@@ -210,6 +211,17 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                 "`optimizer` cannot be a `MultiOptimizer`: give one optimizer "
                 "and per-variable factors instead. Received: "
                 "optimizer=MultiOptimizer"
+            )
+        if keras.backend.backend() == "jax" and isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            raise ValueError(
+                "On the JAX backend a `LossScaleOptimizer` goes around "
+                "`DiscriminativeLR`, not inside it (its loss-scale update runs "
+                "only through its own `stateless_apply`): use "
+                "`LossScaleOptimizer(DiscriminativeLR(optimizer, ...))`, which "
+                "is also what `compile` does under a `mixed_float16` policy. "
+                "Received: optimizer=LossScaleOptimizer"
             )
         ema = {k: kwargs.pop(k) for k in _EMA_ARGUMENTS if k in kwargs}
         if kwargs:
@@ -620,6 +632,41 @@ class DiscriminativeLR(keras.optimizers.Optimizer):
                     )
         self._untracked.cache.clear()
         self.inner_optimizer.apply(grads, trainable_variables)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """Stateless `apply` (the JAX trainer's), on the variables that train now.
+
+        Keras's JAX trainer passes the values of `model.trainable_variables`,
+        which are fewer than the variables this optimizer is built with while
+        part of a backbone is frozen. They are matched to the model's
+        trainable variables (the model whose train step is calling), and the
+        state of frozen variables is left as it is.
+        """
+        if not self.built:
+            return super().stateless_apply(
+                optimizer_variables, grads, trainable_variables
+            )
+        model = _compat.model_building(self)
+        if model is None:
+            if len(trainable_variables) == len(_compat.built_variables(self)):
+                return super().stateless_apply(
+                    optimizer_variables, grads, trainable_variables
+                )
+            raise ValueError(
+                "`DiscriminativeLR.stateless_apply` received "
+                f"{len(trainable_variables)} trainable values for an optimizer "
+                f"built with {len(_compat.built_variables(self))} variables, "
+                "and no model to match them to: call it from the model's train "
+                "step, or pass one value per variable the optimizer was built "
+                "with."
+            )
+        return apply_to_variables(
+            self,
+            model.trainable_variables,
+            optimizer_variables,
+            grads,
+            trainable_variables,
+        )
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)

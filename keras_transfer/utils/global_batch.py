@@ -11,7 +11,9 @@ per-sample values: `gather` rebuilds the global batch on every replica
 (`ReplicaContext.all_gather`, whose gradient sums over replicas and keeps
 this replica's slice), so every replica computes the same global value, and
 the same division by the number of replicas makes the summed gradient that
-of the global value. Other backends (no `tf.distribute`) see one replica.
+of the global value. Other backends (no `tf.distribute`) see one replica:
+under `keras.distribution.DataParallel` on JAX the loss is computed on the
+global batch already (XLA shards it), so nothing needs gathering.
 """
 
 import keras
@@ -42,8 +44,17 @@ def gather(value):
 
 
 def executing_eagerly():
-    """Whether code runs eagerly now (not traced, not a symbolic build)."""
-    if keras.backend.backend() != "tensorflow":
+    """Whether code runs eagerly now (not traced, not a symbolic build).
+
+    On JAX every array operation inside a trace (`jax.jit`, `jax.eval_shape`)
+    returns a tracer, so a tiny one tells; other backends answer `False`.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(jax.numpy.zeros(()), jax.core.Tracer)
+    if backend != "tensorflow":
         return False
     import tensorflow as tf
 
