@@ -24,6 +24,13 @@ Choose settings on the validation column; the test column is the report.
 `--per-class` changes the number of labelled images per class.
 
 Run: python benchmarks/fine_tune_fashion_mnist.py --seeds 0,1,2
+
+The Keras backend is the one `KERAS_BACKEND` names (TensorFlow by default);
+run the script once per backend with the same seeds to compare them. The
+`fine_tune` rows also print their median train-step time (wall clock of one
+step inside `fit`, the first step of every epoch left out, since that is
+where a retraced train function compiles; XLA on JAX, `tf.function` on
+TensorFlow).
 """
 
 import argparse
@@ -102,17 +109,39 @@ def accuracy(model, x, y):
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of each train step but the first of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter() if batch > 0 else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._start is not None:
+            if logs and "loss" in logs:
+                # Reading the loss waits for the step (JAX dispatches async).
+                float(logs["loss"])
+            self.times.append(time.perf_counter() - self._start)
+
+
+STEP_TIMES = {}
+
+
 def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
-    if row == "ours":
-        fine_tune(model, backbone, (x, y), epochs=EPOCHS, verbose=0)
-    elif row == "ours_probe":
+    timer = StepTimer()
+    if row in ("ours", "ours_probe"):
         fine_tune(
-            model, backbone, (x, y), epochs=EPOCHS, probe_epochs=probe_epochs,
-            verbose=0,
+            model, backbone, (x, y), epochs=EPOCHS, verbose=0, callbacks=[timer],
+            probe_epochs=probe_epochs if row == "ours_probe" else 0,
         )
+        STEP_TIMES.setdefault(row, []).extend(timer.times)
     elif row == "logreg":
         from sklearn.linear_model import LogisticRegression
 
@@ -167,6 +196,12 @@ def main():
                 flush=True,
             )
     print()
+    print(f"Keras backend: {keras.backend.backend()}")
+    for row, times in STEP_TIMES.items():
+        print(
+            f"{row}: median train step {1000 * np.median(times):.0f} ms "
+            f"({len(times)} steps, batch {BATCH})"
+        )
     print(
         f"Fashion-MNIST, {args.per_class}/class, {NUM_TEST} test images, "
         f"{NUM_VALIDATION} validation images, seeds {seeds}"
