@@ -14,6 +14,8 @@ Rows (choose with --rows, comma separated):
   dora8    the same with `dora=True`.
   qlora8   the encoder quantized with `backbone.quantize("int8")`, then LoRA
            r=8 (float adapters on a frozen int8 base).
+  lora8qv  LoRA r=8 on the attention query and value projections only
+           (`targets="query|value"`), the feed-forward layers left frozen.
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -40,7 +42,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The repository first on the path, so the script measures this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ROWS = ("full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8")
+ROWS = (
+    "full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8", "lora8qv"
+)
 PER_CLASS = 20
 TEST_PER_CLASS = 50
 SEQUENCE_LENGTH = 64
@@ -100,9 +104,11 @@ def run_row(row, seed):
     backbone = Backbone.from_preset(preset)
     if row == "qlora8":
         backbone.quantize("int8")
-    rank = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}.get(row)
+    ranks = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}
+    rank = {**ranks, "lora8qv": 8}.get(row)
+    targets = "query|value" if row == "lora8qv" else None
     if rank is not None:
-        enable_lora(backbone, rank=rank, dora=row == "dora8")
+        enable_lora(backbone, rank=rank, targets=targets, dora=row == "dora8")
     elif row == "head":
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)

@@ -240,8 +240,15 @@ def freeze_base(root, paths, kept, bitfit, keep_ids=()):
             layer, layer_keep, partial=isinstance(layer, _SAVED_BY_NAME)
         )
     # The layers themselves must be trainable for the adapters to train (a
-    # frozen backbone included); the frozen weights no longer follow.
-    root.trainable = True
+    # frozen backbone included); the frozen weights no longer follow. Each
+    # layer is set on its own: a layer frozen by itself (a pretrained file
+    # saved with its lower layers frozen) is not unfrozen by its model's
+    # `trainable = True` when the model's flag is already True (on the
+    # TensorFlow backend, setting an attribute to the value it has is a
+    # no-op that never reaches Keras's setter).
+    for layer in paths.values():
+        if not layer.trainable:
+            layer.trainable = True
     for path, layer in paths.items():
         if isinstance(layer, keras.layers.BatchNormalization) and path not in kept:
             layer.trainable = False
