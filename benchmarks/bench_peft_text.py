@@ -16,6 +16,9 @@ Rows (choose with --rows, comma separated):
            r=8 (float adapters on a frozen int8 base).
   lora8qv  LoRA r=8 on the attention query and value projections only
            (`targets="query|value"`), the feed-forward layers left frozen.
+  lora8m   LoRA r=8 on the default targets with `factoring="matrix"`: each
+           attention `EinsumDense` kernel factored as its input x output
+           matrix (384 x 384) instead of over its last axis.
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -43,7 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROWS = (
-    "full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8", "lora8qv"
+    "full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8", "lora8qv",
+    "lora8m",
 )
 PER_CLASS = 20
 TEST_PER_CLASS = 50
@@ -105,10 +109,14 @@ def run_row(row, seed):
     if row == "qlora8":
         backbone.quantize("int8")
     ranks = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}
-    rank = {**ranks, "lora8qv": 8}.get(row)
+    rank = {**ranks, "lora8qv": 8, "lora8m": 8}.get(row)
     targets = "query|value" if row == "lora8qv" else None
+    factoring = "matrix" if row == "lora8m" else "last_axis"
     if rank is not None:
-        enable_lora(backbone, rank=rank, targets=targets, dora=row == "dora8")
+        enable_lora(
+            backbone, rank=rank, targets=targets, dora=row == "dora8",
+            factoring=factoring,
+        )
     elif row == "head":
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)
