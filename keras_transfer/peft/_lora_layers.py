@@ -167,6 +167,18 @@ class LoRADepthwiseConv2D(_OwnLoRA, keras.layers.DepthwiseConv2D):
 
     The kernel `(window..., channels, multiplier)` is factored as
     window x (channels, multiplier): the rank is at most the window size.
+
+    Examples:
+
+        >>> from keras_transfer.peft import enable_lora
+        >>> inputs = keras.Input((8, 8, 4))
+        >>> outputs = keras.layers.DepthwiseConv2D(3, name="dw")(inputs)
+        >>> model = keras.Model(inputs, outputs)
+        >>> print(enable_lora(model, rank=2, targets="dw").layers[0]["class_name"])
+        LoRADepthwiseConv2D
+        >>> layer = model.get_layer("dw")
+        >>> tuple(layer.lora_kernel_a.shape), tuple(layer.lora_kernel_b.shape)
+        ((3, 3, 2), (2, 4, 1))
     """
 
     LORA_BASE_CLASS = keras.layers.DepthwiseConv2D
@@ -287,7 +299,20 @@ class LoRADense(_ProjectionLoRA, keras.layers.Dense):
 
 @keras_transfer_export("keras_transfer.peft.LoRAEinsumDense")
 class LoRAEinsumDense(_ProjectionLoRA, keras.layers.EinsumDense):
-    """`keras.layers.EinsumDense` with LoRA dropout and/or matrix factoring."""
+    """`keras.layers.EinsumDense` with LoRA dropout and/or matrix factoring.
+
+    Examples:
+
+        >>> from keras_transfer.peft import enable_lora
+        >>> inputs = keras.Input((5, 384))
+        >>> query = keras.layers.EinsumDense(
+        ...     "abc,cde->abde", output_shape=(None, 12, 32), name="query")
+        >>> model = keras.Model(inputs, query(inputs))
+        >>> summary = enable_lora(
+        ...     model, rank=8, targets="query", factoring="matrix", dropout=0.1)
+        >>> summary.layers[0]["params"], tuple(query.lora_kernel_a.shape)
+        (6144, (384, 8))
+    """
 
     def _project(self, inputs, kernel):
         return ops.einsum(self.equation, inputs, kernel)
