@@ -172,8 +172,10 @@ def run_row(row, seed):
 
 
 def _child(row, seeds):
-    results = [run_row(row, seed) for seed in seeds]
-    print("RESULT " + json.dumps(results), flush=True)
+    # One line per seed, as soon as it is done: a run stopped early keeps
+    # the seeds it finished.
+    for seed in seeds:
+        print("RESULT " + json.dumps([run_row(row, seed)]), flush=True)
 
 
 def _table(results):
@@ -230,7 +232,7 @@ def main():
         if not found:
             print(f"{row}: failed\n{done.stderr[-3000:]}", flush=True)
             continue
-        rows = json.loads(found[-1][len("RESULT "):])
+        rows = [r for line in found for r in json.loads(line[len("RESULT "):])]
         results.extend(rows)
         print(
             f"{row}: " + ", ".join(f"{r['accuracy']:.3f}" for r in rows)
