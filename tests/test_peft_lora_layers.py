@@ -236,3 +236,25 @@ def test_mirrored_strategy(strategy):
         changed = changed_paths(snapshot, m.weights)
         assert any(p.endswith("lora_kernel_b") for p in changed), changed
         assert all("lora" in p or p.startswith("head/") for p in changed), changed
+
+
+def test_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = cnn()
+        before = model.predict(IMAGES, verbose=0)
+        enable_lora(model, rank=2, targets=OWN, train="head")
+        other = projections()
+        enable_lora(other, rank=2, targets=["q", "ff"], dropout=0.2,
+                    factoring="matrix", train="head")
+        assert model.get_layer("dw").lora_kernel_a.dtype == "float32"
+        np.testing.assert_allclose(model.predict(IMAGES, verbose=0), before,
+                                   atol=1e-3)
+        for m, x in ((model, IMAGES), (other, SEQUENCES)):
+            snapshot = weights_snapshot(m.weights)
+            fit(m, x, steps=3)  # the loss scale may skip the first steps
+            changed = changed_paths(snapshot, m.weights)
+            assert any(p.endswith("lora_kernel_b") for p in changed), changed
+            assert all("lora" in p or p.startswith("head/") for p in changed)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
