@@ -14,6 +14,11 @@ Rows (choose with --rows, comma separated):
   dora8    the same with `dora=True`.
   qlora8   the encoder quantized with `backbone.quantize("int8")`, then LoRA
            r=8 (float adapters on a frozen int8 base).
+  lora8qv  LoRA r=8 on the attention query and value projections only
+           (`targets="query|value"`), the feed-forward layers left frozen.
+  lora8m   LoRA r=8 on the default targets with `factoring="matrix"`: each
+           attention `EinsumDense` kernel factored as its input x output
+           matrix (384 x 384) instead of over its last axis.
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -40,7 +45,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The repository first on the path, so the script measures this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ROWS = ("full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8")
+ROWS = (
+    "full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8", "lora8qv",
+    "lora8m",
+)
 PER_CLASS = 20
 TEST_PER_CLASS = 50
 SEQUENCE_LENGTH = 64
@@ -100,9 +108,15 @@ def run_row(row, seed):
     backbone = Backbone.from_preset(preset)
     if row == "qlora8":
         backbone.quantize("int8")
-    rank = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}.get(row)
+    ranks = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}
+    rank = {**ranks, "lora8qv": 8, "lora8m": 8}.get(row)
+    targets = "query|value" if row == "lora8qv" else None
+    factoring = "matrix" if row == "lora8m" else "last_axis"
     if rank is not None:
-        enable_lora(backbone, rank=rank, dora=row == "dora8")
+        enable_lora(
+            backbone, rank=rank, targets=targets, dora=row == "dora8",
+            factoring=factoring,
+        )
     elif row == "head":
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)
@@ -158,8 +172,10 @@ def run_row(row, seed):
 
 
 def _child(row, seeds):
-    results = [run_row(row, seed) for seed in seeds]
-    print("RESULT " + json.dumps(results), flush=True)
+    # One line per seed, as soon as it is done: a run stopped early keeps
+    # the seeds it finished.
+    for seed in seeds:
+        print("RESULT " + json.dumps([run_row(row, seed)]), flush=True)
 
 
 def _table(results):
@@ -216,7 +232,7 @@ def main():
         if not found:
             print(f"{row}: failed\n{done.stderr[-3000:]}", flush=True)
             continue
-        rows = json.loads(found[-1][len("RESULT "):])
+        rows = [r for line in found for r in json.loads(line[len("RESULT "):])]
         results.extend(rows)
         print(
             f"{row}: " + ", ".join(f"{r['accuracy']:.3f}" for r in rows)

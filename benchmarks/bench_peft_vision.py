@@ -153,8 +153,9 @@ def main():
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        print("RESULT " + json.dumps([run_row(args.child, s) for s in seeds]),
-              flush=True)
+        # One line per seed, as soon as it is done.
+        for seed in seeds:
+            print("RESULT " + json.dumps([run_row(args.child, seed)]), flush=True)
         return
     import numpy as np
 
@@ -169,7 +170,7 @@ def main():
         if not found:
             print(f"{row}: failed\n{done.stderr[-3000:]}", flush=True)
             continue
-        results.extend(json.loads(found[-1][len("RESULT "):]))
+        results.extend(r for ln in found for r in json.loads(ln[len("RESULT "):]))
         print(f"{row}: done ({time.time() - start:.0f} s)", flush=True)
         if args.out:
             with open(args.out, "w") as f:

@@ -45,6 +45,7 @@ REACHES = (
     "Layer._get_kernel_with_merged_lora",
     "Layer._kernel / Embedding._embeddings",
     "Layer._trainable_variables and _non_trainable_variables (variables moved)",
+    "Layer.__dict__ (a weight attribute shadowed by a property)",
 )
 
 
@@ -648,3 +649,23 @@ def freeze_variables(layer, keep_ids, partial=True):
         stored.get("trainable_variables", set()).discard(id(v))
         stored.setdefault("non_trainable_variables", set()).add(id(v))
     return moved
+
+
+def instance_attribute(layer, name):
+    """The value `layer` holds under `name` itself, past any class property.
+
+    Keras layers such as `DepthwiseConv2D` keep their kernel as a plain
+    attribute and read it in `call`; they have no hook to compute it. Our
+    LoRA subclasses of them shadow the attribute with a property (base plus
+    low-rank update) and keep the variable in the instance's `__dict__`.
+    Raises `AttributeError` when it is not set (yet).
+    """
+    try:
+        return vars(layer)[name]
+    except KeyError as error:
+        raise AttributeError(name) from error
+
+
+def set_instance_attribute(layer, name, value):
+    """Store `value` under `name` in the instance's `__dict__` (see above)."""
+    vars(layer)[name] = value

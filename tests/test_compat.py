@@ -384,6 +384,27 @@ def check_freeze_variables():
     assert partial.trainable_weights == []
 
 
+def check_instance_attribute():
+    # A subclass shadows the plain `kernel` attribute of a built Keras layer
+    # with a property; the variable stays reachable in the instance dict.
+    class Doubled(keras.layers.DepthwiseConv2D):
+        kernel = property(
+            lambda self: 2.0 * _compat.instance_attribute(self, "kernel"),
+            lambda self, value: _compat.set_instance_attribute(self, "kernel", value),
+        )
+
+    layer = keras.layers.DepthwiseConv2D(3, use_bias=False)
+    x = np.ones((1, 4, 4, 2), "float32")
+    out = keras.ops.convert_to_numpy(layer(x))
+    variable = layer.kernel
+    _compat.set_class(layer, Doubled)
+    assert _compat.instance_attribute(layer, "kernel") is variable
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), 2 * out, rtol=1e-5)
+    fresh = Doubled(3, use_bias=False)
+    fresh.build((None, 4, 4, 2))  # Keras's build assigns through the property
+    assert _compat.instance_attribute(fresh, "kernel") is fresh.weights[0]
+
+
 CHECKS = {
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_own_trainable_variables,
@@ -424,6 +445,9 @@ CHECKS = {
     "Layer._kernel / Embedding._embeddings": check_base_weight,
     "Layer._trainable_variables and _non_trainable_variables (variables moved)": (
         check_freeze_variables
+    ),
+    "Layer.__dict__ (a weight attribute shadowed by a property)": (
+        check_instance_attribute
     ),
 }
 

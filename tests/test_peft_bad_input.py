@@ -1,5 +1,7 @@
 """Bad input to the PEFT functions: a clear error, and the model unchanged."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -41,15 +43,17 @@ def assert_same(model, before):
         ({"alpha": -1.0}, "`alpha` must be a positive number"),
         ({"targets": "nothing_like_this"}, "`targets` matched no layer"),
         ({"targets": 3}, "`targets` must be group names"),
-        ({"dropout": 0.1}, "`dropout` must be 0.0"),
+        ({"dropout": 1.0}, "`dropout` must be a number in [0, 1)"),
+        ({"dropout": -0.1}, "Received: dropout=-0.1"),
+        ({"factoring": "rows"}, "`factoring` must be one of"),
+        ({"dora": True, "dropout": 0.1}, "`dora=True` works with Keras's factoring"),
         ({"targets": "body", "dora": "yes"}, "`dora` must be a boolean"),
     ],
 )
 def test_bad_arguments_name_the_argument_and_leave_the_model(kwargs, message):
     model = mlp()
     before = state(model)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(
-            ")", r"\)").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         enable_lora(model, **kwargs)
     assert_same(model, before)
 
@@ -132,3 +136,35 @@ def test_load_adapters_onto_the_wrong_base(tmp_path):
     bad.write_bytes(b"not a file")
     with pytest.raises(ValueError, match="`path` is not an adapter file"):
         load_adapters(mlp(), str(bad))
+
+
+def test_dropout_and_matrix_factoring_on_unsupported_layers():
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 1, name="pw")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, name="dw")(h)
+    model = keras.Model(inputs, h)
+    before = state(model)
+    for target in ("pw", "dw"):
+        expected = f"`dropout` is supported on .* '{target}'"
+        with pytest.raises(ValueError, match=expected):
+            enable_lora(model, rank=1, targets=target, dropout=0.1)
+        assert_same(model, before)
+    inputs = keras.Input((4, 6))
+    # The kernel's leading axis is an output axis: no input x output matrix.
+    h = keras.layers.EinsumDense("abc,dc->abd", output_shape=(None, 5), name="t")(
+        inputs
+    )
+    model = keras.Model(inputs, h)
+    before = state(model)
+    with pytest.raises(ValueError, match="`factoring='matrix'` needs .* 't'"):
+        enable_lora(model, rank=2, targets="t", factoring="matrix")
+    assert_same(model, before)
+
+
+def test_depthwise_rank_is_bounded_by_its_window():
+    inputs = keras.Input((8, 8, 6))
+    model = keras.Model(inputs, keras.layers.DepthwiseConv2D(2, name="dw")(inputs))
+    before = state(model)
+    with pytest.raises(ValueError, match="`rank` must be at most 4 for layer 'dw'"):
+        enable_lora(model, rank=5, targets="dw")
+    assert_same(model, before)

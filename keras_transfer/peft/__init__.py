@@ -6,7 +6,10 @@
 - `LoRASummary`: what was adapted, printed as a table.
 """
 
-from keras_transfer.peft import _dora_layers  # noqa: F401  (registers DoRA layers)
+from keras_transfer.peft import (
+    _dora_layers,  # noqa: F401  (registers DoRA layers)
+    _lora_layers,  # noqa: F401  (registers LoRA layers)
+)
 from keras_transfer.peft.enable_lora import enable_lora
 from keras_transfer.peft.load_adapters import load_adapters
 from keras_transfer.peft.lora_summary import LoRASummary

@@ -43,9 +43,51 @@ def own_variables(layer):
     return [v for v in layer.weights if id(v) not in inner]
 
 
+# Keras layers without `enable_lora` that take our own LoRA (the classes in
+# `_lora_layers`): the attribute of the adapted weight, and where the weight
+# is split into the two sides of the update (A spans the axes before
+# `split`, B the others). A depthwise kernel `(window..., channels,
+# multiplier)` is factored as window x channels: factored over its last axis
+# (the multiplier, mostly 1) it would allow rank 1 only.
+OWN_LORA = {
+    keras.layers.DepthwiseConv1D: ("kernel", -2),
+    keras.layers.DepthwiseConv2D: ("kernel", -2),
+    keras.layers.SeparableConv1D: ("pointwise_kernel", -1),
+    keras.layers.SeparableConv2D: ("pointwise_kernel", -1),
+    keras.layers.Conv1DTranspose: ("kernel", -1),
+    keras.layers.Conv2DTranspose: ("kernel", -1),
+    keras.layers.Conv3DTranspose: ("kernel", -1),
+}
+FACTORINGS = ("last_axis", "matrix")
+
+
+def own_lora_entry(layer):
+    """`(weight attribute, split)` when `layer` takes our own LoRA, else None."""
+    for keras_class, entry in OWN_LORA.items():
+        if type(layer) is keras_class or (
+            getattr(type(layer), "LORA_BASE_CLASS", None) is keras_class
+        ):
+            return entry
+    return None
+
+
 def supports_lora(layer):
-    """Whether `layer` has Keras's own `enable_lora` and is built."""
-    return callable(getattr(layer, "enable_lora", None))
+    """Whether `layer` has LoRA: Keras's own `enable_lora`, or ours."""
+    return (
+        callable(getattr(layer, "enable_lora", None))
+        or own_lora_entry(layer) is not None
+    )
+
+
+def base_variable(layer):
+    """The variable of the base weight of a LoRA layer (not the merged one)."""
+    entry = own_lora_entry(layer)
+    if entry is None:
+        return _compat.base_weight(layer)
+    try:
+        return _compat.instance_attribute(layer, entry[0])
+    except AttributeError:
+        return getattr(layer, entry[0])
 
 
 def is_adapted(layer):
@@ -85,21 +127,51 @@ def weight_shape(layer):
         return tuple(int(d) for d in original)
     if getattr(layer, "quantization_mode", None) == "int4":
         return tuple(int(d) for d in layer.kernel.shape)  # unpacked
-    return tuple(int(d) for d in _compat.base_weight(layer).shape)
+    return tuple(int(d) for d in base_variable(layer).shape)
 
 
 def is_conv(layer):
     return hasattr(layer, "kernel_size") and hasattr(layer, "filters")
 
 
-def lora_dims(layer):
-    """`(rows of A, columns of B)`: the two sides of Keras's low-rank update.
+def einsum_input_axes(layer):
+    """Leading kernel axes an `EinsumDense` contracts with its input, or None.
+
+    `None` when the contracted axes are not exactly the leading ones (the
+    kernel cannot then be read as an input x output matrix).
+    """
+    inputs, rest = layer.equation.replace(" ", "").split(",")
+    kernel, output = rest.split("->")
+    contracted = [c in inputs and c not in output for c in kernel]
+    n = contracted.index(False) if False in contracted else len(kernel)
+    if any(contracted[n:]) or any(c in inputs for c in kernel[n:]) or n == 0:
+        return None
+    return n
+
+
+def lora_split(layer, factoring=None):
+    """Number of leading weight axes spanned by A (B spans the others).
 
     Keras factors a kernel over its last axis: A spans every other axis
-    (`kernel.shape[:-1] + (rank,)`), B is `(rank, kernel.shape[-1])`.
+    (`kernel.shape[:-1] + (rank,)`), B is `(rank, kernel.shape[-1])`. Our
+    own LoRA layers have their split in `OWN_LORA`; `factoring="matrix"`
+    splits an `EinsumDense` kernel between its input and output axes.
     """
+    ndim = len(weight_shape(layer))
+    entry = own_lora_entry(layer)
+    if entry is not None:
+        return ndim + entry[1]
+    factoring = factoring or getattr(layer, "lora_factoring", "last_axis")
+    if factoring == "matrix" and isinstance(layer, keras.layers.EinsumDense):
+        return einsum_input_axes(layer)
+    return ndim - 1
+
+
+def lora_dims(layer, factoring=None):
+    """`(rows of A, columns of B)`: the two sides of the low-rank update."""
     shape = weight_shape(layer)
-    return math.prod(shape[:-1]), shape[-1]
+    split = lora_split(layer, factoring)
+    return math.prod(shape[:split]), math.prod(shape[split:])
 
 
 def norm_axes(layer):
@@ -128,7 +200,7 @@ def scale_of(layer):
 
 def merged_float_weight(layer):
     """Base weight with the adapter folded in, computed in float32 (numpy)."""
-    base = keras.ops.convert_to_numpy(_compat.base_weight(layer)).astype("float32")
+    base = keras.ops.convert_to_numpy(base_variable(layer)).astype("float32")
     names = adapter_names(layer)
     a = keras.ops.convert_to_numpy(getattr(layer, names[0])).astype("float32")
     b = keras.ops.convert_to_numpy(getattr(layer, names[1])).astype("float32")
@@ -169,8 +241,8 @@ def check_alpha(alpha):
     return float(alpha) if not float(alpha).is_integer() else int(alpha)
 
 
-def check_rank_fits(layer, path, rank):
-    rows, cols = lora_dims(layer)
+def check_rank_fits(layer, path, rank, factoring=None):
+    rows, cols = lora_dims(layer, factoring)
     if rank > min(rows, cols):
         raise ValueError(
             f"`rank` must be at most {min(rows, cols)} for layer '{path}' "
@@ -193,3 +265,14 @@ def check_model(model, name="model"):
 
 def count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
+
+
+def reset_traced_functions(model):
+    """Drop the traced train/test/predict functions of `model` (if any).
+
+    They read the layers' weights as they were when traced: a predict
+    function traced before adapters were added or merged would ignore them.
+    """
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)

@@ -8,6 +8,7 @@ from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
 from keras_transfer.peft import _adapters, _targets
 from keras_transfer.peft._dora_layers import DORA_CLASSES
+from keras_transfer.peft._lora_layers import OWN_CLASSES, PROJECTION_CLASSES
 from keras_transfer.peft.lora_summary import LoRASummary
 
 
@@ -22,6 +23,7 @@ def enable_lora(
     *,
     train=None,
     bitfit=False,
+    factoring="last_axis",
 ):
     """Add low-rank adapters to a Keras model or layer, in place, and freeze it.
 
@@ -31,7 +33,10 @@ def enable_lora(
     layer (keras.applications, keras-hub, `Backbone`, your own models) using
     each layer's own `enable_lora` (Keras has it on `Dense`, `EinsumDense`,
     `Embedding` and the convolutions, quantized int8/int4 layers included),
-    then freezes every other weight: only the adapters, the layers named in
+    or, for the Keras layers that have none (`DepthwiseConv1D/2D`,
+    `SeparableConv1D/2D`'s pointwise kernel, `Conv1D/2D/3DTranspose`), our
+    own low-rank layer of the same class (`LoRADepthwiseConv2D`, ...), then
+    freezes every other weight: only the adapters, the layers named in
     `train` and, with `bitfit=True`, biases and normalization scales train.
     The frozen weights stay frozen when a layer or group is unfrozen later
     (`Backbone.freeze_to`, `GradualUnfreezing`): that makes its adapters
@@ -73,9 +78,13 @@ def enable_lora(
             searched in layer paths (`"encoder/query"`; paths leave out the
             name of `model_or_layer`), a layer class, or a callable
             `layer -> bool`. Layers without LoRA support are skipped.
-        dropout: Float. Only `0.0`: Keras folds the update into the kernel
-            before the matmul, which leaves no place for dropout on the
-            adapter's input.
+        dropout: Float in `[0, 1)`. LoRA dropout: dropout on the input of
+            the adapter only, in training only (the base path and inference
+            are unchanged; merging is unchanged). Supported on float `Dense`
+            and `EinsumDense` layers (they become `LoRADense` /
+            `LoRAEinsumDense`, which compute the update apart in training);
+            other targeted layers are an error naming the layer. Not with
+            `dora=True`.
         dora: Boolean. Use DoRA instead of LoRA (for `Dense`, `EinsumDense`
             and `Conv1D/2D/3D` layers that are not quantized).
         train: Same kinds of items as `targets`: layers whose own weights
@@ -84,6 +93,13 @@ def enable_lora(
             convolution layers and the scales/offsets of Layer-, Group- and
             RMS-normalization layers (BitFit, Ben Zaken et al., 2022).
             BatchNormalization stays frozen in inference mode.
+        factoring: `"last_axis"` (Keras's: A spans every axis of a kernel
+            but the last, B the last) or `"matrix"`: an `EinsumDense` kernel
+            is read as its input x output matrix (A spans the axes the
+            layer contracts with its input, B the output axes). For a query
+            projection of kernel `(384, 12, 32)` at rank 8 that is 6,144
+            adapter parameters instead of 37,120. Other layers are factored
+            the same either way.
 
     Returns:
         A `LoRASummary` (prints as a table).
@@ -111,18 +127,20 @@ def enable_lora(
     _adapters.check_model(model_or_layer, "model_or_layer")
     rank = _adapters.check_rank(rank)
     alpha = _adapters.check_alpha(alpha)
-    if (
-        isinstance(dropout, bool)
-        or not isinstance(dropout, numbers.Real)
-        or float(dropout) != 0.0
-    ):
-        raise ValueError(
-            "`dropout` must be 0.0: Keras folds the low-rank update into the "
-            "kernel before the matmul, so there is no adapter input to drop. "
-            f"Received: dropout={dropout!r}"
-        )
+    dropout = check_dropout(dropout)
     if not isinstance(dora, bool):
         raise ValueError(f"`dora` must be a boolean. Received: dora={dora!r}")
+    if factoring not in _adapters.FACTORINGS:
+        raise ValueError(
+            f"`factoring` must be one of {list(_adapters.FACTORINGS)}. "
+            f"Received: factoring={factoring!r}"
+        )
+    if dora and (dropout or factoring != "last_axis"):
+        raise ValueError(
+            "`dora=True` works with Keras's factoring and no dropout: pass "
+            f"dropout=0.0 and factoring='last_axis'. Received: dropout={dropout}, "
+            f"factoring={factoring!r}"
+        )
     if not isinstance(bitfit, bool):
         raise ValueError(f"`bitfit` must be a boolean. Received: bitfit={bitfit!r}")
 
@@ -136,16 +154,47 @@ def enable_lora(
     ]
     if not chosen:
         raise _targets.nothing_matched(model_or_layer, paths, targets, "targets")
-    plan = {p: (rank, alpha, dora) for p in chosen}
+    plan = {
+        p: {"rank": rank, "alpha": alpha, "dora": dora, "dropout": dropout,
+            "factoring": factoring}
+        for p in chosen
+    }
     check_plan(paths, plan)
     apply_plan(paths, plan)
     freeze_base(model_or_layer, paths, kept, bitfit)
+    _adapters.reset_traced_functions(model_or_layer)
     return summarize(model_or_layer)
+
+
+def check_dropout(dropout):
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, numbers.Real)
+        or not 0.0 <= float(dropout) < 1.0
+    ):
+        raise ValueError(
+            "`dropout` must be a number in [0, 1). Received: "
+            f"dropout={dropout!r}"
+        )
+    return float(dropout)
+
+
+def _own_class(layer, entry):
+    """The class of ours that `layer` becomes for `entry`, or None (Keras's)."""
+    if type(layer) in OWN_CLASSES:
+        return OWN_CLASSES[type(layer)]
+    if entry.get("dropout") or (
+        entry.get("factoring", "last_axis") == "matrix"
+        and isinstance(layer, keras.layers.EinsumDense)
+    ):
+        return PROJECTION_CLASSES.get(type(layer))
+    return None
 
 
 def check_plan(paths, plan):
     """Raise, naming the argument and layer, if any entry of `plan` cannot be done."""
-    for path, (rank, _, dora) in plan.items():
+    for path, entry in plan.items():
+        rank, dora = entry["rank"], entry["dora"]
         layer = paths[path]
         if _adapters.is_adapted(layer):
             raise ValueError(
@@ -158,7 +207,33 @@ def check_plan(paths, plan):
                 f"Layer '{path}' has a `kernel_constraint`, which Keras's LoRA "
                 "does not support: leave it out of `targets`."
             )
-        _adapters.check_rank_fits(layer, path, rank)
+        factoring = entry.get("factoring", "last_axis")
+        dropout = entry.get("dropout", 0.0)
+        kind = type(layer).__name__
+        if dropout and type(layer) not in PROJECTION_CLASSES:
+            raise ValueError(
+                "`dropout` is supported on layers of class Dense and EinsumDense "
+                f"only; layer '{path}' is a {kind}. Leave it out of `targets`, "
+                f"or pass dropout=0.0. Received: dropout={dropout}"
+            )
+        matrix = factoring == "matrix" and isinstance(layer, keras.layers.EinsumDense)
+        if matrix and (
+            type(layer) is not keras.layers.EinsumDense
+            or _adapters.einsum_input_axes(layer) is None
+        ):
+            raise ValueError(
+                "`factoring='matrix'` needs a keras.layers.EinsumDense whose "
+                f"kernel starts with its input axes; layer '{path}' ({kind}, "
+                f"equation {layer.equation!r}) is not one. Leave it out of "
+                "`targets`, or pass factoring='last_axis'."
+            )
+        if (dropout or matrix) and getattr(layer, "quantization_mode", None):
+            raise ValueError(
+                f"`dropout` and `factoring='matrix'` need a float kernel; layer "
+                f"'{path}' is quantized ({layer.quantization_mode}). Received: "
+                f"dropout={dropout}, factoring={factoring!r}"
+            )
+        _adapters.check_rank_fits(layer, path, rank, factoring)
         if dora:
             if type(layer) not in DORA_CLASSES:
                 raise ValueError(
@@ -175,11 +250,18 @@ def check_plan(paths, plan):
 
 
 def apply_plan(paths, plan):
-    """Add the adapters of `plan` (`{path: (rank, alpha, dora)}`)."""
-    for path, (rank, alpha, dora) in plan.items():
+    """Add the adapters of `plan` (`{path: {rank, alpha, dora, ...}}`)."""
+    for path, entry in plan.items():
         layer = paths[path]
-        if dora:
+        rank, alpha = entry["rank"], entry["alpha"]
+        own = _own_class(layer, entry)
+        if entry["dora"]:
             _compat.set_class(layer, DORA_CLASSES[type(layer)])
+        elif own is not None:
+            _compat.set_class(layer, own)
+            if own in PROJECTION_CLASSES.values():
+                layer.lora_dropout = entry.get("dropout", 0.0)
+                layer.lora_factoring = entry.get("factoring", "last_axis")
         layer.enable_lora(rank, lora_alpha=alpha if alpha is not None else rank)
 
 
@@ -229,19 +311,26 @@ def freeze_base(root, paths, kept, bitfit, keep_ids=()):
     for path, layer in paths.items():
         own = _adapters.own_variables(layer)
         layer_keep = set(keep)
+        # Our own LoRA layers save by name too.
+        by_name = isinstance(layer, _SAVED_BY_NAME) or _adapters.is_adapted(layer)
         if bitfit and path not in kept:
             for v in own:
                 name = v.path.rsplit("/", 1)[-1]
-                if (name == "bias" and isinstance(layer, _SAVED_BY_NAME)) or (
+                if (name == "bias" and by_name) or (
                     isinstance(layer, _BITFIT_NORMS) and name in ("gamma", "beta")
                 ):
                     layer_keep.add(id(v))
-        _compat.freeze_variables(
-            layer, layer_keep, partial=isinstance(layer, _SAVED_BY_NAME)
-        )
+        _compat.freeze_variables(layer, layer_keep, partial=by_name)
     # The layers themselves must be trainable for the adapters to train (a
-    # frozen backbone included); the frozen weights no longer follow.
-    root.trainable = True
+    # frozen backbone included); the frozen weights no longer follow. Each
+    # layer is set on its own: a layer frozen by itself (a pretrained file
+    # saved with its lower layers frozen) is not unfrozen by its model's
+    # `trainable = True` when the model's flag is already True (on the
+    # TensorFlow backend, setting an attribute to the value it has is a
+    # no-op that never reaches Keras's setter).
+    for layer in paths.values():
+        if not layer.trainable:
+            layer.trainable = True
     for path, layer in paths.items():
         if isinstance(layer, keras.layers.BatchNormalization) and path not in kept:
             layer.trainable = False

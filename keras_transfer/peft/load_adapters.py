@@ -120,8 +120,24 @@ def load_adapters(model, path):
                     f"{entry['method'].upper()}, the layer's are not: pass "
                     f"dora={dora} to enable_lora."
                 )
+            for attr in _adapters.adapter_names(layer):
+                saved = arrays.get(f"layers/{key}/{attr}")
+                own = tuple(getattr(layer, attr).shape)
+                if saved is None or tuple(saved.shape) != own:
+                    raise ValueError(
+                        f"The saved adapter '{attr}' of layer '{key}' does not "
+                        f"fit the layer's (shape {list(own)}): the adapters were "
+                        f"made with factoring={entry.get('factoring', 'last_axis')!r}"
+                        "; load onto a base without adapters."
+                    )
         else:
-            plan[key] = (entry["rank"], entry["alpha"], dora)
+            plan[key] = {
+                "rank": entry["rank"],
+                "alpha": entry["alpha"],
+                "dora": dora,
+                "dropout": entry.get("dropout", 0.0),
+                "factoring": entry.get("factoring", "last_axis"),
+            }
     check_plan(paths, plan)
     owners = {}
     for key, layer in paths.items():
@@ -154,4 +170,5 @@ def load_adapters(model, path):
             getattr(layer, attr).assign(arrays[f"layers/{key}/{attr}"])
     for name in header["variables"]:
         owners[name][1].assign(arrays[f"variables/{name}"])
+    _adapters.reset_traced_functions(model)
     return summarize(model)

@@ -4,8 +4,7 @@ import keras
 
 from keras_transfer import _compat
 from keras_transfer.api_export import keras_transfer_export
-from keras_transfer.peft import _adapters
-from keras_transfer.peft._dora_layers import BASE_CLASSES
+from keras_transfer.peft import _adapters, _dora_layers, _lora_layers
 
 
 @keras_transfer_export("keras_transfer.peft.merge_lora")
@@ -63,15 +62,13 @@ def merge_lora(model):
     for layer in adapted.values():
         merge_layer(layer)
     # Traced train/test/predict functions still hold the adapter variables.
-    for name in ("train_function", "test_function", "predict_function"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
+    _adapters.reset_traced_functions(model)
     return list(adapted)
 
 
 def merge_layer(layer):
     """Fold the adapter of one layer into its base weight and drop it."""
-    base = _compat.base_weight(layer)
+    base = _adapters.base_variable(layer)
     if getattr(layer, "quantization_mode", None):
         kernel, scale = _compat.merged_quantized_kernel(layer)
         base.assign(kernel)
@@ -79,10 +76,14 @@ def merge_layer(layer):
             layer.kernel_scale.assign(scale)
     else:
         base.assign(keras.ops.cast(_adapters.merged_float_weight(layer), base.dtype))
-    dora = _adapters.is_dora(layer)
     _compat.remove_variables(layer, _adapters.adapter_names(layer))
     layer.lora_enabled = False
     layer.lora_rank = None
     layer.lora_alpha = None
-    if dora:
-        _compat.set_class(layer, BASE_CLASSES[type(layer)])
+    for name in ("lora_dropout", "lora_factoring", "lora_seed_generator"):
+        if hasattr(layer, name):
+            with _compat.unlocked_state(layer):
+                delattr(layer, name)
+    for table in (_dora_layers.BASE_CLASSES, _lora_layers.BASE_CLASSES):
+        if type(layer) in table:
+            _compat.set_class(layer, table[type(layer)])

@@ -64,6 +64,8 @@ def save_adapters(model, path):
             "rank": int(layer.lora_rank),
             "alpha": layer.lora_alpha,
             "weight_shape": list(_adapters.weight_shape(layer)),
+            "dropout": float(getattr(layer, "lora_dropout", 0.0)),
+            "factoring": getattr(layer, "lora_factoring", "last_axis"),
         }
         names = _adapters.adapter_names(layer)
         for name, v in zip(names, _adapters.adapter_variables(layer)):
