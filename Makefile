@@ -18,7 +18,12 @@ PYTEST_ARGS ?= -n 2
 # (conftest.py deselects the TensorFlow-only tests).
 JAX_TESTS := tests/test_backend_jax.py tests/test_discriminative_lr.py \
 	tests/test_gradual_unfreezing.py tests/test_schedules.py \
-	tests/test_regularizers.py tests/test_losses_coral.py
+	tests/test_regularizers.py tests/test_losses_coral.py \
+	tests/test_losses_mmd.py tests/test_losses_jmmd.py tests/test_losses_mdd.py \
+	tests/test_losses_entropy.py tests/test_losses_mcc.py \
+	tests/test_gradient_reversal.py tests/test_transferability_logme.py \
+	tests/test_transferability_leep.py tests/test_transferability_h_score.py \
+	tests/test_transferability_nce.py tests/test_transferability_transrate.py
 JAX_ENV := KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2
 
 .PHONY: demo test test-jax test-next lint docs install-demo install-dev install-next data venv clean

@@ -17,6 +17,7 @@ from tests.testing import (
 FLOATS = st.floats(-100, 100, allow_nan=False, width=32)
 
 
+@pytest.mark.tensorflow  # a tf.GradientTape (JAX: tests/test_backend_jax.py)
 @settings(max_examples=25, deadline=None)
 @given(
     st.tuples(st.integers(1, 5), st.integers(1, 4)).flatmap(
@@ -39,6 +40,7 @@ def test_gradient_is_minus_lambda_times_upstream(pair, lam):
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-6, atol=1e-30)
 
 
+@pytest.mark.tensorflow  # a tf.GradientTape (JAX: tests/test_backend_jax.py)
 def test_lambda_changes_without_retracing():
     layer = GradientReversal(lambda_=1.0)
     x = tf.Variable([[1.0, -2.0]])

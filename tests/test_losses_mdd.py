@@ -41,6 +41,7 @@ def test_matches_the_definition():
     assert float(value) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.tensorflow  # a tf.GradientTape (JAX: tests/test_backend_jax.py)
 def test_no_gradient_through_the_main_predictions():
     import tensorflow as tf
 
