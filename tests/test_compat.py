@@ -196,8 +196,10 @@ def check_replace_stateless_apply():
 
     from keras.src.backend.jax import trainer as jax_trainer
 
-    # The JAX trainer applies gradients through the instance's method.
-    source = inspect.getsource(jax_trainer.JAXTrainer.train_step)
+    # The JAX trainer applies gradients through the instance's method (its
+    # class is `JAXTrainer` in Keras 3.15 and `Trainer` in 3.16).
+    trainer = getattr(jax_trainer, "JAXTrainer", None) or jax_trainer.Trainer
+    source = inspect.getsource(trainer.train_step)
     assert "self.optimizer.stateless_apply(" in source, source
     optimizer, a, b = _built_optimizer(learning_rate=0.5)
     calls = []
