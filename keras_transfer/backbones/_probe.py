@@ -9,12 +9,11 @@ its moving statistics) and fits the head on the cached features, which
 costs a small fraction of a step through the backbone.
 """
 
-import contextlib
-
 import keras
 import numpy as np
 
 from keras_transfer import _compat
+from keras_transfer.utils.backend import strategy_scope
 
 
 def _not_splittable(model, why):
@@ -73,11 +72,6 @@ def split_at(model, layer):
     return body, head
 
 
-def _scope(model):
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
 def _features(body, data, batch_size, steps):
     """Body outputs, labels and sample weights over `data`, once."""
     if isinstance(data, (tuple, list)):
@@ -102,7 +96,7 @@ def probe_head(model, layer, data, *, epochs, learning_rate, loss, batch_size, s
     """Fit `model`'s head on the cached outputs of `layer`; return its History."""
     # Under a distribution strategy, the head's optimizer and fit belong in
     # the scope the model's variables were made in.
-    with _scope(model):
+    with strategy_scope(model):
         body, head = split_at(model, layer)
         features, y, weights = _features(body, data, batch_size or 32, steps)
         head.compile(
