@@ -471,6 +471,31 @@ def test_fine_tune_and_lr_find_on_jax():
     assert np.isfinite(history.history["loss"]).all()
 
 
+def test_fine_tune_with_labels_that_do_not_fit_keeps_the_trained_model():
+    from keras_transfer import fine_tune
+
+    x, y = _classifier_data()
+    model, backbone = make_model()
+    loss = keras.losses.SparseCategoricalCrossentropy(True)
+    model.compile("adam", loss)
+    model.fit(x, y, batch_size=16, verbose=0)
+    trained = [w.copy() for w in model.get_weights()]
+    # With the model's own compile (already built by its training), Keras's
+    # loss refuses the labels while the first step is traced.
+    with pytest.raises(ValueError, match="same shape"):
+        fine_tune(
+            model, backbone, (x, np.ones((64, 5), "float32")), epochs=2,
+            head_epochs=1, batch_size=16, compile=False, verbose=0,
+        )
+    for a, b in zip(model.get_weights(), trained):
+        np.testing.assert_array_equal(a, b)
+    history = fine_tune(
+        model, backbone, (x, y), epochs=2, head_epochs=1, batch_size=16,
+        loss=loss, verbose=0,
+    )
+    assert np.isfinite(history.history["loss"]).all()
+
+
 def test_lora_and_weight_averaging_on_jax():
     from keras_transfer.callbacks import WeightAveraging
     from keras_transfer.peft import enable_lora, merge_lora
