@@ -263,7 +263,7 @@ class DomainAdaptationModel(keras.Model):
     carries target labels (which are then used for that metric only, never
     for training; a warning says so). `inference_model()` returns a plain
     functional model of feature extractor and classifier for export.
-    Bad input raises a `ValueError` and leaves the model (weights, optimizer
+    An error raised by bad input leaves the model (weights, optimizer
     state) as it was, on JAX too, where Keras's trainer empties the
     variables before the first step of `fit`, `evaluate` and `predict`.
 
