@@ -46,6 +46,7 @@ REACHES = (
     "Layer._kernel / Embedding._embeddings",
     "Layer._trainable_variables and _non_trainable_variables (variables moved)",
     "Layer.__dict__ (a weight attribute shadowed by a property)",
+    "Variable._value (None while the JAX trainer holds the state)",
 )
 
 
@@ -349,6 +350,23 @@ def _tensorflow_trainer():
             if callable(getattr(module, "reduce_per_replica", None)):
                 return cls, module
     return None, None
+
+
+def detached_by_trainer(variable):
+    """Whether the JAX trainer took `variable`'s value and has not put it back.
+
+    Keras's JAX trainer empties the model's variables (`Variable._value =
+    None`, in `_purge_model_variables`) as the first step of `fit`,
+    `evaluate` or `predict` begins, hands the values to the jitted step, and
+    puts back only the state a step returned (keras-team/keras#21019 made
+    `fit` do so when it is interrupted). A step that raises while it is
+    traced leaves the variables empty, and the public `variable.value` then
+    answers with the initializer's output (or fails once the initializer is
+    released), so only `Variable._value` tells an emptied variable.
+    """
+    if not hasattr(variable, "_value"):
+        raise _moved("Variable._value", "the attribute is missing")
+    return variable._value is None
 
 
 _MULTI_WORKER_PATCH = {}

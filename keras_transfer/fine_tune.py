@@ -13,6 +13,7 @@ from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from keras_transfer.lr_finder import lr_find
 from keras_transfer.peft.enable_lora import enable_lora
+from keras_transfer.utils.kept_state import run_keeping_state
 from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
@@ -328,13 +329,16 @@ def fine_tune(
     head_weights = []
     if keep_head_weights:
         callbacks = [_HeadWeights(head_epochs, head_weights), *(callbacks or [])]
-    history = model.fit(
-        x,
-        validation_data=validation_data,
-        epochs=epochs,
-        callbacks=[unfreezing, *(callbacks or [])],
-        verbose=progress_verbose(verbose),
-        **fit_kwargs,
+    history = run_keeping_state(
+        lambda callbacks: model.fit(
+            x,
+            validation_data=validation_data,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=progress_verbose(verbose),
+            **fit_kwargs,
+        ),
+        [unfreezing, *(callbacks or [])],
     )
     if compile and not isinstance(
         schedule, keras.optimizers.schedules.LearningRateSchedule

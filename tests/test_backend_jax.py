@@ -325,6 +325,113 @@ def test_domain_adaptation_model_trains_on_jax(method):
     assert np.isfinite(logs["loss"])
 
 
+def _state(model):
+    """Copies of the model's weights and its optimizer's state."""
+    weights = [w.copy() for w in model.get_weights()]
+    slots = [keras.ops.convert_to_numpy(v).copy() for v in model.optimizer.variables]
+    return weights, slots
+
+
+def _assert_same_state(a, b):
+    for part in (0, 1):
+        assert len(a[part]) == len(b[part])
+        for x, y in zip(a[part], b[part]):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_bad_input_leaves_a_trained_adaptation_model_as_it_was():
+    """The JAX trainer empties the variables before the first step: an error
+    raised while that step is traced must not take the weights with it."""
+    from keras_transfer.adaptation import DANN, DomainAdaptationModel
+    from keras_transfer.layers import DomainDiscriminator
+
+    keras.utils.set_random_seed(0)
+    features = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(6, activation="relu")], name="f"
+    )
+    head = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")], name="h"
+    )
+    model = DomainAdaptationModel(
+        features, head, method=DANN(discriminator=DomainDiscriminator((6,)))
+    )
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(16, 4)).astype("float32")
+    xt = (rng.normal(size=(16, 4)) + 1.0).astype("float32")
+    ys = rng.integers(0, 3, 16)
+    paired = {"source": xs, "target": xt}
+    model.fit(paired, ys, batch_size=8, epochs=1, verbose=0)
+    trained = _state(model)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
+
+    bad_calls = [
+        # Our own checks in `train_step` and `test_step`.
+        ("expects inputs {'source'", lambda: model.fit(xs, ys, verbose=0)),
+        (
+            "same feature shape",
+            lambda: model.fit(
+                {"source": xs, "target": xt[:, :3]}, ys, batch_size=8, verbose=0
+            ),
+        ),
+        (
+            "need at least 2 samples",
+            lambda: model.fit(paired, ys, batch_size=1, verbose=0),
+        ),
+        (
+            "Evaluation needs labelled target data",
+            lambda: model.evaluate(paired, ys, batch_size=8, verbose=0),
+        ),
+        # Keras's own errors on labels and inputs that do not fit.
+        (None, lambda: model.fit(paired, np.ones((16, 5)), batch_size=8, verbose=0)),
+        (None, lambda: model.predict(np.ones((2, 5), "float32"), verbose=0)),
+    ]
+    for message, call in bad_calls:
+        with pytest.raises((ValueError, TypeError)) as info:
+            call()
+        if message is not None:
+            assert message in str(info.value), info.value
+        _assert_same_state(_state(model), trained)
+
+    # The model still predicts and trains from where it was.
+    predictions = model.predict(xs, verbose=0)
+    assert predictions.shape == (16, 3) and np.isfinite(predictions).all()
+    model.fit(paired, ys, batch_size=8, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+    weights = model.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(weights, trained[0]))
+
+
+def test_a_failure_after_the_first_step_keeps_what_the_steps_trained():
+    """Only variables the trainer left empty are put back: a later step that
+    raises leaves the state of the steps that ran, as Keras puts it back."""
+    from keras_transfer.utils.kept_state import run_keeping_state
+
+    class StopAtThirdStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2:
+                self.model  # noqa: B018  (attaches the state of step 2)
+                self.seen = values(self.model)
+                raise RuntimeError("stop")
+
+    x, y = data()
+    model, _ = make_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    before = values(model)
+    stop = StopAtThirdStep()
+    with pytest.raises(RuntimeError, match="stop"):
+        run_keeping_state(
+            lambda callbacks: model.fit(
+                x, y, batch_size=4, verbose=0, callbacks=callbacks
+            ),
+            [stop],
+        )
+    after = values(model)
+    assert any(not np.array_equal(before[p], after[p]) for p in before)
+    for path in after:
+        np.testing.assert_array_equal(after[path], stop.seen[path], err_msg=path)
+
+
 def test_gradient_reversal_gradient_on_jax():
     import jax
 
@@ -361,6 +468,31 @@ def test_fine_tune_and_lr_find_on_jax():
     assert isinstance(model.optimizer, DiscriminativeLR)
     assert history.history["unfrozen_groups"][0] == 0
     assert history.history["unfrozen_groups"][-1] > 0
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_fine_tune_with_labels_that_do_not_fit_keeps_the_trained_model():
+    from keras_transfer import fine_tune
+
+    x, y = _classifier_data()
+    model, backbone = make_model()
+    loss = keras.losses.SparseCategoricalCrossentropy(True)
+    model.compile("adam", loss)
+    model.fit(x, y, batch_size=16, verbose=0)
+    trained = [w.copy() for w in model.get_weights()]
+    # With the model's own compile (already built by its training), Keras's
+    # loss refuses the labels while the first step is traced.
+    with pytest.raises(ValueError, match="same shape"):
+        fine_tune(
+            model, backbone, (x, np.ones((64, 5), "float32")), epochs=2,
+            head_epochs=1, batch_size=16, compile=False, verbose=0,
+        )
+    for a, b in zip(model.get_weights(), trained):
+        np.testing.assert_array_equal(a, b)
+    history = fine_tune(
+        model, backbone, (x, y), epochs=2, head_epochs=1, batch_size=16,
+        loss=loss, verbose=0,
+    )
     assert np.isfinite(history.history["loss"]).all()
 
 

@@ -215,6 +215,34 @@ def check_replace_stateless_apply():
     assert callable(original)
 
 
+def check_detached_by_trainer():
+    import inspect
+
+    from keras.src.backend.jax import trainer as jax_trainer
+
+    try:
+        from keras.src.backend.jax.core import Variable
+    except ImportError:  # Keras 3.16 keeps it with the ops
+        from keras.src.backend.jax.ops.core import Variable
+
+    # The JAX trainer empties the variables as the first step of a run
+    # begins (its class is `JAXTrainer` in Keras 3.15, `Trainer` in 3.16).
+    trainer = getattr(jax_trainer, "JAXTrainer", None) or jax_trainer.Trainer
+    purge = inspect.getsource(trainer._purge_model_variables)
+    assert "v._value = None" in purge, purge
+    for run in (trainer.fit, trainer.evaluate, trainer.predict):
+        assert "purge_model_variables=True" in inspect.getsource(run), run
+    variable = Variable(np.ones(2, "float32"))
+    assert not _compat.detached_by_trainer(variable)
+    variable._value = None  # what `_purge_model_variables` does
+    assert _compat.detached_by_trainer(variable)
+    # How `FirstStepSnapshot.restore` puts a value back: public `assign`.
+    variable.assign(np.full(2, 3.0, "float32"))
+    assert not _compat.detached_by_trainer(variable)
+    np.testing.assert_array_equal(np.asarray(variable.value), [3.0, 3.0])
+    assert not _compat.detached_by_trainer(keras.Variable(np.ones(2, "float32")))
+
+
 def check_skip_apply_weight_decay():
     # Zero gradients: AdamW moves a variable by its weight decay alone.
     decayed, a, _ = _built_optimizer(
@@ -450,6 +478,9 @@ CHECKS = {
     ),
     "Layer.__dict__ (a weight attribute shadowed by a property)": (
         check_instance_attribute
+    ),
+    "Variable._value (None while the JAX trainer holds the state)": (
+        check_detached_by_trainer
     ),
 }
 

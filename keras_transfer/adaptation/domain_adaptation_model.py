@@ -24,6 +24,7 @@ from keras_transfer.utils.checks import (
     check_positive,
     check_positive_int,
 )
+from keras_transfer.utils.kept_state import run_keeping_state
 from keras_transfer.utils.progress import progress_verbose
 
 SOURCE, TARGET = "source", "target"
@@ -262,6 +263,9 @@ class DomainAdaptationModel(keras.Model):
     carries target labels (which are then used for that metric only, never
     for training; a warning says so). `inference_model()` returns a plain
     functional model of feature extractor and classifier for export.
+    An error raised by bad input leaves the model (weights, optimizer
+    state) as it was, on JAX too, where Keras's trainer empties the
+    variables before the first step of `fit`, `evaluate` and `predict`.
 
     Args:
         feature_extractor: A Keras model or layer (for instance a
@@ -652,14 +656,61 @@ class DomainAdaptationModel(keras.Model):
                 isinstance(c, AdaptationMonitor) for c in callbacks
             ):
                 callbacks.append(AdaptationMonitor())
-        return super().fit(
-            x,
-            y,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=progress_verbose(verbose),
-            callbacks=callbacks,
-            **kwargs,
+        fit = super().fit
+        return run_keeping_state(
+            lambda callbacks: fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=progress_verbose(verbose),
+                callbacks=callbacks,
+                **kwargs,
+            ),
+            callbacks,
+        )
+
+    # `fit`, `evaluate` and `predict` run through `run_keeping_state`: an
+    # error raised while the first step is traced (bad input) leaves the
+    # model as it was on JAX too (see `keras_transfer.utils.kept_state`).
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        **kwargs,
+    ):
+        evaluate = super().evaluate
+        return run_keeping_state(
+            lambda callbacks: evaluate(
+                x,
+                y,
+                batch_size=batch_size,
+                verbose=verbose,
+                sample_weight=sample_weight,
+                steps=steps,
+                callbacks=callbacks,
+                **kwargs,
+            ),
+            callbacks,
+        )
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        predict = super().predict
+        return run_keeping_state(
+            lambda callbacks: predict(
+                x,
+                batch_size=batch_size,
+                verbose=verbose,
+                steps=steps,
+                callbacks=callbacks,
+            ),
+            callbacks,
         )
 
     # ------------------------------------------------------------ train step
