@@ -2,7 +2,9 @@
 
 Task: BBC News (5 classes) with 20 labelled texts per class (a new random
 draw per seed), scored on 50 held-out texts per class (the same for every
-run of a seed). Encoder: the shipped all-MiniLM-L6-v2 (keras-hub BERT,
+run of a seed), and on 10 validation texts per class drawn after them from
+the texts neither set took (the column to choose settings on, such as
+`--alpha`). Encoder: the shipped all-MiniLM-L6-v2 (keras-hub BERT,
 22.7M parameters), sequences cut at 64 tokens, mean pooling, a dense
 softmax head. AdamW, batch 16, the same epochs for every row.
 
@@ -19,6 +21,11 @@ Rows (choose with --rows, comma separated):
   lora8m   LoRA r=8 on the default targets with `factoring="matrix"`: each
            attention `EinsumDense` kernel factored as its input x output
            matrix (384 x 384) instead of over its last axis.
+  lora8ma  `factoring="matrix"` at r=8 on every projection of the blocks:
+           query, key, value, attention output and both feed-forward layers.
+
+`--alpha A` sets LoRA's alpha for the adapter rows (the update is scaled
+by alpha / rank; the default is alpha = rank).
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -47,10 +54,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROWS = (
     "full", "lora8", "head", "lora4", "lora16", "dora8", "qlora8", "lora8qv",
-    "lora8m",
+    "lora8m", "lora8ma",
 )
 PER_CLASS = 20
 TEST_PER_CLASS = 50
+VAL_PER_CLASS = 10
 SEQUENCE_LENGTH = 64
 BATCH = 16
 EPOCHS = int(os.environ.get("BENCH_PEFT_EPOCHS", "5"))
@@ -70,7 +78,7 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row(row, seed):
+def run_row(row, seed, alpha=None):
     """One row, one seed, in this process: returns a dict of figures."""
     import keras
     import keras_hub
@@ -89,6 +97,12 @@ def run_row(row, seed):
     test = rest[
         keras_transfer.datasets.few_shot_indices(labels[rest], TEST_PER_CLASS, rng=rng)
     ]
+    # Validation texts, drawn after the test texts (so the test draw is the
+    # one earlier runs of this script used) from what neither set took.
+    rest = np.setdiff1d(rest, test)
+    val = rest[
+        keras_transfer.datasets.few_shot_indices(labels[rest], VAL_PER_CLASS, rng=rng)
+    ]
 
     preset = keras_transfer.datasets.minilm_preset_dir()
     tokenizer = keras_hub.models.BertTokenizer(
@@ -104,18 +118,22 @@ def run_row(row, seed):
 
     x_train, y_train = tokens(train), labels[train]
     x_test, y_test = tokens(test), labels[test]
+    x_val, y_val = tokens(val), labels[val]
 
     backbone = Backbone.from_preset(preset)
     if row == "qlora8":
         backbone.quantize("int8")
     ranks = {"lora4": 4, "lora8": 8, "lora16": 16, "dora8": 8, "qlora8": 8}
-    rank = {**ranks, "lora8qv": 8, "lora8m": 8}.get(row)
-    targets = "query|value" if row == "lora8qv" else None
-    factoring = "matrix" if row == "lora8m" else "last_axis"
+    rank = {**ranks, "lora8qv": 8, "lora8m": 8, "lora8ma": 8}.get(row)
+    targets = {
+        "lora8qv": "query|value",
+        "lora8ma": "query|key|value|attention_output|feedforward",
+    }.get(row)
+    factoring = "matrix" if row in ("lora8m", "lora8ma") else "last_axis"
     if rank is not None:
         enable_lora(
-            backbone, rank=rank, targets=targets, dora=row == "dora8",
-            factoring=factoring,
+            backbone, rank=rank, alpha=alpha, targets=targets,
+            dora=row == "dora8", factoring=factoring,
         )
     elif row == "head":
         backbone.trainable = False
@@ -145,6 +163,7 @@ def run_row(row, seed):
     )
     peak_mb = _peak_mb()
     _, accuracy = model.evaluate(x_test, y_test, batch_size=64, verbose=0)
+    _, val_accuracy = model.evaluate(x_val, y_val, batch_size=64, verbose=0)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "weights")
@@ -161,7 +180,9 @@ def run_row(row, seed):
     return {
         "row": row,
         "seed": seed,
+        "alpha": alpha,
         "accuracy": float(accuracy),
+        "val_accuracy": float(val_accuracy),
         "trainable": trainable,
         "total": total,
         "step_s": float(np.median(steady)),
@@ -171,11 +192,11 @@ def run_row(row, seed):
     }
 
 
-def _child(row, seeds):
+def _child(row, seeds, alpha):
     # One line per seed, as soon as it is done: a run stopped early keeps
     # the seeds it finished.
     for seed in seeds:
-        print("RESULT " + json.dumps([run_row(row, seed)]), flush=True)
+        print("RESULT " + json.dumps([run_row(row, seed, alpha)]), flush=True)
 
 
 def _table(results):
@@ -185,20 +206,22 @@ def _table(results):
     full_step = np.median([r["step_s"] for r in full]) if full else None
     full_mb = full[0]["train_mb"] if full else None
     lines = [
-        "| row | accuracy (mean ± sd) | trainable params | step (s) | "
+        "| row | accuracy (mean ± sd) | validation | trainable params | step (s) | "
         "vs full | peak RSS (MB) | training memory (MB) | file |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
         rs = [r for r in results if r["row"] == row]
         if not rs:
             continue
         acc = np.array([r["accuracy"] for r in rs])
+        val = np.mean([r["val_accuracy"] for r in rs])
         step = float(np.median([r["step_s"] for r in rs]))
         train_mb = rs[0]["train_mb"]  # the first seed: a fresh process
         speed = f"{full_step / step:.2f}x" if full_step else "-"
         lines.append(
             f"| {row} | {acc.mean():.3f} ± {acc.std():.3f} (n={len(rs)}) | "
+            f"{val:.3f} | "
             f"{rs[0]['trainable']:,} ({100 * rs[0]['trainable'] / rs[0]['total']:.2f}%)"
             f" | {step:.3f} | {speed} | {max(r['peak_mb'] for r in rs):.0f} | "
             f"{train_mb:.0f}"
@@ -213,18 +236,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--alpha", type=float, default=None,
+        help="LoRA alpha of the adapter rows (default: alpha = rank)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the raw results as JSON")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        _child(args.child, seeds)
+        _child(args.child, seeds, args.alpha)
         return
     results = []
     for row in args.rows.split(","):
         start = time.time()
         done = subprocess.run(
-            [sys.executable, __file__, "--child", row, "--seeds", args.seeds],
+            [sys.executable, __file__, "--child", row, "--seeds", args.seeds]
+            + ([] if args.alpha is None else ["--alpha", str(args.alpha)]),
             capture_output=True, text=True,
         )
         lines = done.stdout.splitlines()
@@ -235,7 +263,9 @@ def main():
         rows = [r for line in found for r in json.loads(line[len("RESULT "):])]
         results.extend(rows)
         print(
-            f"{row}: " + ", ".join(f"{r['accuracy']:.3f}" for r in rows)
+            f"{row}: test " + ", ".join(f"{r['accuracy']:.3f}" for r in rows)
+            + " / validation "
+            + ", ".join(f"{r['val_accuracy']:.3f}" for r in rows)
             + f" ({time.time() - start:.0f} s)", flush=True,
         )
         if args.out:
