@@ -376,8 +376,9 @@ def test_bad_input():
         model.fit({"source": xs, "target": xt}, np.zeros(8), batch_size=4,
                   verbose=0)
     # Unpaired inputs.
-    with pytest.raises(ValueError, match="'source': x_source"):
+    with pytest.raises(ValueError, match="'source': x_source") as error:
         model.fit(xs, np.zeros(8), batch_size=4, verbose=0)
+    assert "Received: x = a tensor of shape (" in str(error.value), error.value
     # A batch of one sample for a loss that needs two.
     one = tf.data.Dataset.from_tensors(
         ({"source": np.zeros((1, 4), "float32"),

@@ -367,7 +367,10 @@ def test_bad_input_leaves_a_trained_adaptation_model_as_it_was():
 
     bad_calls = [
         # Our own checks in `train_step` and `test_step`.
-        ("expects inputs {'source'", lambda: model.fit(xs, ys, verbose=0)),
+        (
+            "pair_datasets(). Received: x = a tensor of shape (",
+            lambda: model.fit(xs, ys, verbose=0),
+        ),
         (
             "same feature shape",
             lambda: model.fit(

@@ -726,9 +726,8 @@ class DomainAdaptationModel(keras.Model):
             raise ValueError(
                 "DomainAdaptationModel.fit expects inputs "
                 "{'source': x_source, 'target': x_target}, e.g. from "
-                "keras_transfer.adaptation.pair_datasets(). Received: x of type "
-                f"{type(x).__name__}"
-                + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
+                "keras_transfer.adaptation.pair_datasets(). Received: x = "
+                + _describe_inputs(x)
             )
         self._check_shapes(x[SOURCE].shape, x[TARGET].shape)
         self._check_batch_sizes(x[SOURCE], x[TARGET])
@@ -823,3 +822,13 @@ def _gather(batch):
         from_logits=batch.from_logits,
         training=batch.training,
     )
+
+
+def _describe_inputs(x):
+    """What a step received as `x`, in words (a traced tensor by its shape)."""
+    if isinstance(x, dict):
+        return f"a dict with keys {sorted(x)}"
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"a tensor of shape {tuple(shape)}"
+    return f"an object of type {type(x).__name__}"
