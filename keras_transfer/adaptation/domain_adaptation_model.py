@@ -674,42 +674,17 @@ class DomainAdaptationModel(keras.Model):
     # error raised while the first step is traced (bad input) leaves the
     # model as it was on JAX too (see `keras_transfer.utils.kept_state`).
 
-    def evaluate(
-        self,
-        x=None,
-        y=None,
-        batch_size=None,
-        verbose="auto",
-        sample_weight=None,
-        steps=None,
-        callbacks=None,
-        **kwargs,
-    ):
+    def evaluate(self, *args, callbacks=None, **kwargs):
         evaluate = super().evaluate
         return run_keeping_state(
-            lambda callbacks: evaluate(
-                x,
-                y,
-                batch_size=batch_size,
-                verbose=verbose,
-                sample_weight=sample_weight,
-                steps=steps,
-                callbacks=callbacks,
-                **kwargs,
-            ),
+            lambda callbacks: evaluate(*args, callbacks=callbacks, **kwargs),
             callbacks,
         )
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, *args, callbacks=None, **kwargs):
         predict = super().predict
         return run_keeping_state(
-            lambda callbacks: predict(
-                x,
-                batch_size=batch_size,
-                verbose=verbose,
-                steps=steps,
-                callbacks=callbacks,
-            ),
+            lambda callbacks: predict(*args, callbacks=callbacks, **kwargs),
             callbacks,
         )
 
