@@ -17,6 +17,9 @@ from keras_transfer.utils.kept_state import run_keeping_state
 from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
+# The suggestion `learning_rate="find"` takes from its range test, which runs
+# on the model with every group the schedule unfreezes trainable.
+FIND_RULE = "minimum"
 
 
 @keras_transfer_export("keras_transfer.fine_tune")
@@ -119,11 +122,13 @@ def fine_tune(
         unfreeze_every: Integer. Epochs between two unfreeze events.
         learning_rate: Float, or `"find"`. Peak learning rate of the head.
             `"find"` first runs `keras_transfer.lr_find` (100 steps, the
-            model left as it was) on the model as its first epoch trains it
-            (the head-only phase, as fastai runs it on the frozen model),
+            model left as it was) on the model as it trains at the peak of
+            the schedule, every group the schedule unfreezes trainable,
             with the same optimizer, loss and per-group factors, and uses its
-            `"valley"` suggestion; the rate is printed (unless `verbose=0`)
-            and kept in the History (see Returns).
+            `"minimum"` suggestion (a tenth of the rate at the lowest loss:
+            the rate the backbone can take, not only the head); the rate is
+            printed (unless `verbose=0`) and kept in the History (see
+            Returns).
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
             layers (lower / upper), the head counting as the top layer: the
             top group of the backbone gets `learning_rate * layer_decay`.
@@ -268,6 +273,8 @@ def fine_tune(
         )
 
     num_groups = len(backbone.groups)
+    if freeze_bn is None:
+        freeze_bn = not train_bn
     unfreezing = GradualUnfreezing(
         backbone,
         schedule={
@@ -276,7 +283,7 @@ def fine_tune(
             if head_epochs + i * unfreeze_every < epochs
         },
         train_bn=train_bn,
-        freeze_bn=(not train_bn) if freeze_bn is None else freeze_bn,
+        freeze_bn=freeze_bn,
     )
 
     if batch_size is None and _is_arrays(train_data):
@@ -297,11 +304,11 @@ def fine_tune(
         if find:
             found = _find_learning_rate(
                 model,
-                unfreezing.groups_at(0),
+                unfreezing.final_groups(epochs),
                 (train_data, batch_size, optimizer, layer_decay, backbone),
                 (loss, metrics, freeze_bn, train_bn, verbose),
             )
-            learning_rate = found.suggestion("valley")
+            learning_rate = found.suggestion(FIND_RULE)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule
         else:
@@ -397,8 +404,9 @@ def _find_learning_rate(model, groups, data, settings):
             layer.trainable = flag
     if verbose != 0:
         print(
-            f"fine_tune: learning_rate='find' chose {result.suggestion():.3g} "
-            f"(valley of a {result.steps}-step range test, "
+            f"fine_tune: learning_rate='find' chose "
+            f"{result.suggestion(FIND_RULE):.3g} ({FIND_RULE} rule of a "
+            f"{result.steps}-step range test, "
             f"{result.seconds:.1f} s)",
             flush=True,
         )

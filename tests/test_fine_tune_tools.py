@@ -1,5 +1,7 @@
 """Tests for `fine_tune(learning_rate="find")` and `keep_head_weights`."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ def test_found_rate_is_used_and_recorded(capsys):
     result = history.lr_find
     assert isinstance(result, LRFinderResult) and result.steps >= 10
     found = history.params["learning_rate"]
-    assert found == pytest.approx(result.suggestion("valley"))
+    assert found == pytest.approx(result.suggestion("minimum"))
     assert 1e-7 <= found <= 10.0
     # The one-cycle schedule peaks at the found rate.
     schedule = _compat.learning_rate_object(model.optimizer)
@@ -30,6 +32,29 @@ def test_found_rate_is_used_and_recorded(capsys):
     assert f"learning_rate='find' chose {found:.3g}" in out
     # The range test left no trace: the fit starts from the initial weights.
     assert history.history["unfrozen_groups"] == [0, 1, 2]
+
+
+def test_range_test_runs_on_the_unfrozen_model(monkeypatch):
+    # The found rate is the peak of the schedule, when the backbone trains:
+    # the range test must see every group the schedule unfreezes, with
+    # BatchNorm frozen as the fit keeps it.
+    module = importlib.import_module("keras_transfer.fine_tune")
+
+    seen = []
+
+    def spy(model, *args, **kwargs):
+        seen.append(sorted(v.path for v in model.trainable_weights))
+        return real(model, *args, **kwargs)
+
+    real = module.lr_find
+    monkeypatch.setattr(module, "lr_find", spy)
+    model, backbone = make_model()
+    x, y = data()
+    fine_tune(model, backbone, (x, y), epochs=4, learning_rate="find", verbose=0)
+    assert len(seen) == 1
+    names = {path.split("/")[-2] for path in seen[0]}
+    assert {"low", "mid", "high", "head"} <= names
+    assert "high_bn" not in names  # frozen BatchNorm, as in the fit
 
 
 def test_given_rate_is_recorded_and_find_needs_compile():
