@@ -25,7 +25,9 @@ Rows (choose with --rows, comma separated):
            query, key, value, attention output and both feed-forward layers.
 
 `--alpha A` sets LoRA's alpha for the adapter rows (the update is scaled
-by alpha / rank; the default is alpha = rank).
+by alpha / rank; the default is alpha = rank). `--lr R` sets the adapter
+rows' learning rate (default 1e-3); like alpha, choose it on the
+validation column.
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -78,7 +80,7 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row(row, seed, alpha=None):
+def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
     """One row, one seed, in this process: returns a dict of figures."""
     import keras
     import keras_hub
@@ -138,7 +140,7 @@ def run_row(row, seed, alpha=None):
     elif row == "head":
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)
-    lr = LEARNING_RATES.get(row, PEFT_LEARNING_RATE)
+    lr = LEARNING_RATES.get(row, peft_lr)
     model.compile(
         optimizer=keras.optimizers.AdamW(lr, weight_decay=0.01),
         loss="sparse_categorical_crossentropy",
@@ -181,6 +183,7 @@ def run_row(row, seed, alpha=None):
         "row": row,
         "seed": seed,
         "alpha": alpha,
+        "lr": lr,
         "accuracy": float(accuracy),
         "val_accuracy": float(val_accuracy),
         "trainable": trainable,
@@ -192,11 +195,11 @@ def run_row(row, seed, alpha=None):
     }
 
 
-def _child(row, seeds, alpha):
+def _child(row, seeds, alpha, peft_lr):
     # One line per seed, as soon as it is done: a run stopped early keeps
     # the seeds it finished.
     for seed in seeds:
-        print("RESULT " + json.dumps([run_row(row, seed, alpha)]), flush=True)
+        print("RESULT " + json.dumps([run_row(row, seed, alpha, peft_lr)]), flush=True)
 
 
 def _table(results):
@@ -240,19 +243,24 @@ def main():
         "--alpha", type=float, default=None,
         help="LoRA alpha of the adapter rows (default: alpha = rank)",
     )
+    parser.add_argument(
+        "--lr", type=float, default=PEFT_LEARNING_RATE,
+        help="learning rate of the adapter rows (default: %(default)s)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the raw results as JSON")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        _child(args.child, seeds, args.alpha)
+        _child(args.child, seeds, args.alpha, args.lr)
         return
     results = []
     for row in args.rows.split(","):
         start = time.time()
         done = subprocess.run(
             [sys.executable, __file__, "--child", row, "--seeds", args.seeds]
-            + ([] if args.alpha is None else ["--alpha", str(args.alpha)]),
+            + ([] if args.alpha is None else ["--alpha", str(args.alpha)])
+            + ["--lr", str(args.lr)],
             capture_output=True, text=True,
         )
         lines = done.stdout.splitlines()
