@@ -89,7 +89,7 @@ def _nets():
     return features, head
 
 
-def _source_only_and_dann_accuracy(xs, ys, xt, yt, seed):
+def _source_only_and_dann_accuracy(xs, ys, xt, yt, seed, lambda_=1.0):
     keras.utils.set_random_seed(seed)
     features, head = _nets()
     source_only = keras.Sequential([features, head])
@@ -101,7 +101,9 @@ def _source_only_and_dann_accuracy(xs, ys, xt, yt, seed):
     keras.utils.set_random_seed(seed)
     features, head = _nets()
     model = DomainAdaptationModel(
-        features, head, method=DANN(discriminator=DomainDiscriminator((32,)))
+        features,
+        head,
+        method=DANN(discriminator=DomainDiscriminator((32,)), lambda_=lambda_),
     )
     model.compile(keras.optimizers.Adam(0.005), "sparse_categorical_crossentropy")
     with warnings.catch_warnings():
@@ -118,7 +120,12 @@ def test_dann_beats_source_only_on_rotated_moons():
     # round-off: the same seed on another Keras release (same data, same
     # initial weights, losses equal to 4 digits) can end 0.05-0.2 apart in
     # target accuracy. The claim is therefore made over three seeds: DANN
-    # beats source-only on each, and by 0.05 on average.
+    # beats source-only on each, and by 0.05 on average. It is made for
+    # DANN at weight 1 (Ganin et al.'s); the package default 0.1, chosen for
+    # robustness across the shifts of bench_adaptation_shifts.py, moves the
+    # features less on this toy shift (a gain of -0.003 on seed 0 under
+    # Keras 3.16; at weight 1: 0.047/0.090/0.300 there, 0.057/0.073/0.293
+    # under 3.15).
     xs, ys, xt, yt = _rotated_moons()
     gains = []
     for seed in (0, 1, 2):
