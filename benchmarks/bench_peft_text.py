@@ -27,7 +27,9 @@ Rows (choose with --rows, comma separated):
 `--alpha A` sets LoRA's alpha for the adapter rows (the update is scaled
 by alpha / rank; the default is alpha = rank). `--lr R` sets the adapter
 rows' learning rate (default 1e-3); like alpha, choose it on the
-validation column.
+validation column. `--lora-plus R` trains each adapter's `B` matrix at R
+times the rate of its `A` matrix (LoRA+, Hayou et al. 2024), through
+`DiscriminativeLR(multipliers={"lora_kernel_b": R})`.
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -80,7 +82,7 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
+def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None):
     """One row, one seed, in this process: returns a dict of figures."""
     import keras
     import keras_hub
@@ -88,6 +90,7 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
 
     import keras_transfer
     from keras_transfer.backbones import Backbone, add_head
+    from keras_transfer.optimizers import DiscriminativeLR
     from keras_transfer.peft import enable_lora, save_adapters
 
     keras.backend.clear_session()
@@ -141,8 +144,13 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)
     lr = LEARNING_RATES.get(row, peft_lr)
+    optimizer = keras.optimizers.AdamW(lr, weight_decay=0.01)
+    if lora_plus is not None and rank is not None:
+        optimizer = DiscriminativeLR(
+            optimizer, multipliers={"lora_kernel_b": lora_plus}
+        )
     model.compile(
-        optimizer=keras.optimizers.AdamW(lr, weight_decay=0.01),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -184,6 +192,7 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
         "seed": seed,
         "alpha": alpha,
         "lr": lr,
+        "lora_plus": lora_plus if rank is not None else None,
         "accuracy": float(accuracy),
         "val_accuracy": float(val_accuracy),
         "trainable": trainable,
@@ -195,11 +204,12 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE):
     }
 
 
-def _child(row, seeds, alpha, peft_lr):
+def _child(row, seeds, alpha, peft_lr, lora_plus):
     # One line per seed, as soon as it is done: a run stopped early keeps
     # the seeds it finished.
     for seed in seeds:
-        print("RESULT " + json.dumps([run_row(row, seed, alpha, peft_lr)]), flush=True)
+        result = run_row(row, seed, alpha, peft_lr, lora_plus)
+        print("RESULT " + json.dumps([result]), flush=True)
 
 
 def _table(results):
@@ -247,12 +257,16 @@ def main():
         "--lr", type=float, default=PEFT_LEARNING_RATE,
         help="learning rate of the adapter rows (default: %(default)s)",
     )
+    parser.add_argument(
+        "--lora-plus", type=float, default=None,
+        help="rate of the adapters' B matrices over their A matrices (LoRA+)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the raw results as JSON")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        _child(args.child, seeds, args.alpha, args.lr)
+        _child(args.child, seeds, args.alpha, args.lr, args.lora_plus)
         return
     results = []
     for row in args.rows.split(","):
@@ -260,7 +274,8 @@ def main():
         done = subprocess.run(
             [sys.executable, __file__, "--child", row, "--seeds", args.seeds]
             + ([] if args.alpha is None else ["--alpha", str(args.alpha)])
-            + ["--lr", str(args.lr)],
+            + ["--lr", str(args.lr)]
+            + ([] if args.lora_plus is None else ["--lora-plus", str(args.lora_plus)]),
             capture_output=True, text=True,
         )
         lines = done.stdout.splitlines()
