@@ -18,8 +18,11 @@ from keras_transfer.utils.progress import progress_verbose
 
 SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 # The suggestion `learning_rate="find"` takes from its range test, which runs
-# on the model with every group the schedule unfreezes trainable.
+# on the model with every group the schedule unfreezes trainable: the rate at
+# the lowest loss divided by FIND_DIVISOR (see docs/guides/lr_find.md, "Third
+# run", for how 3 was chosen over fastai's 10).
 FIND_RULE = "minimum"
+FIND_DIVISOR = 3.0
 
 
 @keras_transfer_export("keras_transfer.fine_tune")
@@ -125,10 +128,10 @@ def fine_tune(
             model left as it was) on the model as it trains at the peak of
             the schedule, every group the schedule unfreezes trainable,
             with the same optimizer, loss and per-group factors, and uses its
-            `"minimum"` suggestion (a tenth of the rate at the lowest loss:
-            the rate the backbone can take, not only the head); the rate is
-            printed (unless `verbose=0`) and kept in the History (see
-            Returns).
+            `"minimum"` suggestion with `divisor=3` (a third of the rate at
+            the lowest loss: the rate the backbone can take, not only the
+            head); the rate is printed (unless `verbose=0`) and kept in the
+            History (see Returns).
         layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
             layers (lower / upper), the head counting as the top layer: the
             top group of the backbone gets `learning_rate * layer_decay`.
@@ -308,7 +311,7 @@ def fine_tune(
                 (train_data, batch_size, optimizer, layer_decay, backbone),
                 (loss, metrics, freeze_bn, train_bn, verbose),
             )
-            learning_rate = found.suggestion(FIND_RULE)
+            learning_rate = found.suggestion(FIND_RULE, divisor=FIND_DIVISOR)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule
         else:
@@ -405,7 +408,8 @@ def _find_learning_rate(model, groups, data, settings):
     if verbose != 0:
         print(
             f"fine_tune: learning_rate='find' chose "
-            f"{result.suggestion(FIND_RULE):.3g} ({FIND_RULE} rule of a "
+            f"{result.suggestion(FIND_RULE, divisor=FIND_DIVISOR):.3g} "
+            f"({FIND_RULE} / {FIND_DIVISOR:g} rule of a "
             f"{result.steps}-step range test, "
             f"{result.seconds:.1f} s)",
             flush=True,

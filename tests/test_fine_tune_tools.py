@@ -22,7 +22,8 @@ def test_found_rate_is_used_and_recorded(capsys):
     result = history.lr_find
     assert isinstance(result, LRFinderResult) and result.steps >= 10
     found = history.params["learning_rate"]
-    assert found == pytest.approx(result.suggestion("minimum"))
+    assert found == pytest.approx(result.suggestion("minimum", divisor=3))
+    assert found == pytest.approx(result.suggestion("minimum") * 10 / 3)
     assert 1e-7 <= found <= 10.0
     # The one-cycle schedule peaks at the found rate.
     schedule = _compat.learning_rate_object(model.optimizer)

@@ -241,6 +241,18 @@ def test_suggestions():
         result.suggestion("median")
 
 
+def test_minimum_divisor():
+    result = curve()
+    rates = result.learning_rates
+    assert result.suggestion("minimum", divisor=3) == pytest.approx(rates[39] / 3)
+    assert result.suggestion("minimum", divisor=10) == result.suggestion("minimum")
+    for bad in (1, 0.5, 0, -3, float("inf"), float("nan"), True, "3"):
+        with pytest.raises(ValueError, match="`divisor` must be a finite number > 1"):
+            result.suggestion("minimum", divisor=bad)
+    with pytest.raises(ValueError, match='`divisor` applies to method="minimum"'):
+        result.suggestion("valley", divisor=3)
+
+
 def test_smoothed_losses_are_debiased():
     result = LRFinderResult([1e-3, 1e-2, 1e-1], [2.0, 2.0, 2.0], smoothing=0.9)
     np.testing.assert_allclose(result.smoothed_losses, 2.0)
@@ -251,6 +263,14 @@ def test_plot_writes_a_png(tmp_path):
     ax = curve().plot(str(path))
     assert ax.get_xscale() == "log"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_marks_the_divided_minimum():
+    result = curve()
+    ax = result.plot(method="minimum", divisor=3)
+    marked = ax.collections[0].get_offsets()[0][0]
+    assert marked == pytest.approx(result.suggestion("minimum", divisor=3))
+    assert "minimum / 3" in ax.get_legend_handles_labels()[1][-1]
 
 
 def test_result_config_round_trip():

@@ -37,9 +37,9 @@ def steepest(learning_rates, losses):
     return learning_rates[int(np.argmin(slope))]
 
 
-def minimum(learning_rates, losses):
-    """One tenth of the rate at the lowest loss."""
-    return learning_rates[int(np.argmin(losses))] / 10.0
+def minimum(learning_rates, losses, divisor=10.0):
+    """The rate at the lowest loss divided by `divisor` (fastai: a tenth)."""
+    return learning_rates[int(np.argmin(losses))] / divisor
 
 
 SUGGESTIONS = {"valley": valley, "steepest": steepest, "minimum": minimum}

@@ -42,6 +42,8 @@ class LRFinderResult:
         ... )
         >>> print(f"{result.suggestion('minimum'):.1e}")
         8.9e-03
+        >>> print(f"{result.suggestion('minimum', divisor=3):.1e}")
+        3.0e-02
         >>> print(f"{result.suggestion('valley'):.1e}")
         4.8e-03
     """
@@ -71,7 +73,7 @@ class LRFinderResult:
         keep = np.isfinite(self.smoothed_losses)
         return self.learning_rates[keep], self.smoothed_losses[keep]
 
-    def suggestion(self, method="valley", skip_start=0.1, skip_end=5):
+    def suggestion(self, method="valley", skip_start=0.1, skip_end=5, divisor=None):
         """A learning rate read off the smoothed loss curve.
 
         As fastai does, the first tenth of the curve (where the moving
@@ -81,10 +83,13 @@ class LRFinderResult:
         Args:
             method: String. `"valley"`: halfway along the longest descent of
                 the loss (fastai's default); `"steepest"`: where the loss falls
-                fastest; `"minimum"`: one tenth of the rate at the lowest loss.
+                fastest; `"minimum"`: the rate at the lowest loss divided by
+                `divisor` (one tenth by default, as fastai does).
             skip_start: Float in [0, 1). Fraction of the points left out at
                 the start.
             skip_end: Integer >= 0. Points left out at the end.
+            divisor: Number > 1 or `None`. With `method="minimum"` only: what
+                the rate at the lowest loss is divided by. `None` means 10.
 
         Returns:
             Float, the suggested learning rate.
@@ -103,6 +108,24 @@ class LRFinderResult:
             raise ValueError(
                 f"`skip_end` must be an integer >= 0. Received: skip_end={skip_end!r}"
             )
+        options = {}
+        if divisor is not None:
+            if method != "minimum":
+                raise ValueError(
+                    '`divisor` applies to method="minimum" only. Received: '
+                    f"divisor={divisor!r} with method={method!r}"
+                )
+            if (
+                isinstance(divisor, bool)
+                or not isinstance(divisor, (int, float, np.integer, np.floating))
+                or not np.isfinite(divisor)
+                or divisor <= 1
+            ):
+                raise ValueError(
+                    "`divisor` must be a finite number > 1 (the rate at the "
+                    f"lowest loss is divided by it). Received: divisor={divisor!r}"
+                )
+            options["divisor"] = float(divisor)
         rates, losses = self._finite()
         first = int(len(rates) * skip_start)
         last = len(rates) - skip_end
@@ -113,9 +136,9 @@ class LRFinderResult:
                 "The range test recorded no finite loss, so no rate can be "
                 "suggested: lower `start` and run it again."
             )
-        return float(SUGGESTIONS[method](rates, losses))
+        return float(SUGGESTIONS[method](rates, losses, **options))
 
-    def plot(self, path=None, ax=None, method="valley"):
+    def plot(self, path=None, ax=None, method="valley", divisor=None):
         """Plot the loss against the learning rate (log scale), with a mark
         at the suggested rate.
 
@@ -127,6 +150,8 @@ class LRFinderResult:
             ax: A matplotlib `Axes` to draw on, or `None` for a new figure.
             method: String or `None`. The suggestion to mark (see
                 `suggestion`); `None` marks none.
+            divisor: Number > 1 or `None`. With `method="minimum"`, as in
+                `suggestion`.
 
         Returns:
             The matplotlib `Axes`.
@@ -138,14 +163,17 @@ class LRFinderResult:
         ax.plot(self.learning_rates, self.losses, color="0.75", lw=1, label="loss")
         ax.plot(self.learning_rates, self.smoothed_losses, color="C0", label="smoothed")
         if method is not None:
-            rate = self.suggestion(method)
+            rate = self.suggestion(method, divisor=divisor)
             index = int(np.argmin(np.abs(np.log(self.learning_rates / rate))))
             ax.scatter(
                 [rate],
                 [self.smoothed_losses[index]],
                 color="C3",
                 zorder=3,
-                label=f"{method}: {rate:.2e}",
+                label=(
+                    f"{method}: {rate:.2e}" if divisor is None
+                    else f"{method} / {divisor:g}: {rate:.2e}"
+                ),
             )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
