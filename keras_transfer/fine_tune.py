@@ -305,13 +305,12 @@ def fine_tune(
         total_steps = max(2, steps * epochs)
         found = None
         if find:
-            found = _find_learning_rate(
+            found, learning_rate = _find_learning_rate(
                 model,
                 unfreezing.final_groups(epochs),
                 (train_data, batch_size, optimizer, layer_decay, backbone),
                 (loss, metrics, freeze_bn, train_bn, verbose),
             )
-            learning_rate = found.suggestion(FIND_RULE, divisor=FIND_DIVISOR)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule
         else:
@@ -377,7 +376,10 @@ def _probe(model, backbone, train_data, epochs, rate, loss, compile, batch, step
 
 
 def _find_learning_rate(model, groups, data, settings):
-    """`lr_find` on the model with its top `groups` groups trainable."""
+    """`lr_find` on the model with its top `groups` groups trainable.
+
+    Returns the range test's result and the rate it suggests.
+    """
     train_data, batch_size, optimizer, layer_decay, backbone = data
     loss, metrics, freeze_bn, train_bn, verbose = settings
     if loss is None:
@@ -405,16 +407,16 @@ def _find_learning_rate(model, groups, data, settings):
         # the layers inside it.
         for layer, flag in flags:
             layer.trainable = flag
+    rate = result.suggestion(FIND_RULE, divisor=FIND_DIVISOR)
     if verbose != 0:
         print(
-            f"fine_tune: learning_rate='find' chose "
-            f"{result.suggestion(FIND_RULE, divisor=FIND_DIVISOR):.3g} "
+            f"fine_tune: learning_rate='find' chose {rate:.3g} "
             f"({FIND_RULE} / {FIND_DIVISOR:g} rule of a "
             f"{result.steps}-step range test, "
             f"{result.seconds:.1f} s)",
             flush=True,
         )
-    return result
+    return result, rate
 
 
 class _HeadWeights(keras.callbacks.Callback):
