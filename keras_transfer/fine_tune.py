@@ -23,6 +23,12 @@ SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 # run", for how 3 was chosen over fastai's 10).
 FIND_RULE = "minimum"
 FIND_DIVISOR = 3.0
+# `layer_decay=None`: the ratio of the rates of two consecutive groups. With
+# `peft` the adapters of every group learn at the head's rate (1.0): a
+# low-rank update starts from zero, and decayed rates leave the adapters of
+# the lower groups almost untrained (see docs/guides/peft.md, "Vision").
+LAYER_DECAY = 0.7
+PEFT_LAYER_DECAY = 1.0
 
 
 @keras_transfer_export("keras_transfer.fine_tune")
@@ -37,7 +43,7 @@ def fine_tune(
     probe_epochs=0,
     unfreeze_every=1,
     learning_rate=1e-3,
-    layer_decay=0.7,
+    layer_decay=None,
     schedule="one_cycle",
     optimizer=None,
     freeze_bn=None,
@@ -64,9 +70,10 @@ def fine_tune(
        group every `unfreeze_every` epochs (`GradualUnfreezing`).
     3. Each group learns at its own rate (`DiscriminativeLR`, layer-wise
        learning-rate decay with the head as the top layer): the head at
-       `learning_rate`, the top group of the backbone at `layer_decay` times
-       that, and each group below at `layer_decay` times the rate of the
-       group above.
+       `learning_rate`, the top group of the backbone at `layer_decay` (0.7)
+       times that, and each group below at `layer_decay` times the rate of
+       the group above. With `peft`, every group's adapters learn at the
+       head's rate (`layer_decay=1.0`).
     4. The base rate follows a one-cycle schedule over the whole fit
        (`OneCycle`; or `SlantedTriangular`, or constant).
     5. Every BatchNorm layer of the backbone stays in inference mode
@@ -132,10 +139,12 @@ def fine_tune(
             the lowest loss: the rate the backbone can take, not only the
             head); the rate is printed (unless `verbose=0`) and kept in the
             History (see Returns).
-        layer_decay: Float in (0, 1]. Ratio of the rates of two consecutive
-            layers (lower / upper), the head counting as the top layer: the
-            top group of the backbone gets `learning_rate * layer_decay`.
-            1.0 gives every group the rate of the head.
+        layer_decay: Float in (0, 1], or `None`. Ratio of the rates of two
+            consecutive layers (lower / upper), the head counting as the top
+            layer: the top group of the backbone gets
+            `learning_rate * layer_decay`. 1.0 gives every group the rate of
+            the head. `None` (the default) means 0.7, or 1.0 with `peft`
+            set.
         schedule: One of `"one_cycle"`, `"slanted_triangular"`, `"constant"`,
             or a `keras.optimizers.schedules.LearningRateSchedule` to use as
             is (then `learning_rate` is ignored).
@@ -163,7 +172,8 @@ def fine_tune(
             `"dora"`: first call `keras_transfer.peft.enable_lora(backbone,
             rank=rank, dora=peft == "dora")` with its default targets, so
             that the groups unfrozen by the schedule train their adapters
-            (at their group's rate) while the pretrained weights stay frozen.
+            (at their group's rate; `layer_decay` defaults to 1.0 then) while
+            the pretrained weights stay frozen.
         rank: Integer. Rank of the adapters when `peft` is set.
         **fit_kwargs: Any other argument of `model.fit`.
 
@@ -236,11 +246,13 @@ def fine_tune(
             "the model's own optimizer and rate are kept. Run "
             "keras_transfer.lr_find(model, data) yourself instead."
         )
+    if layer_decay is None:
+        layer_decay = LAYER_DECAY if peft is None else PEFT_LAYER_DECAY
     if isinstance(layer_decay, bool) or not (
         isinstance(layer_decay, (int, float)) and 0 < layer_decay <= 1
     ):
         raise ValueError(
-            "`layer_decay` must be a float in (0, 1]. Received: "
+            "`layer_decay` must be a float in (0, 1] or None. Received: "
             f"layer_decay={layer_decay!r}"
         )
     if not (

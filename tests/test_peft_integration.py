@@ -87,6 +87,29 @@ def test_fine_tune_with_peft(peft):
         assert type(backbone.get_layer("low")).__name__ == "DoRADense"
 
 
+def test_fine_tune_with_peft_gives_every_group_the_head_rate():
+    model, backbone = make_model()
+    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, peft="lora",
+              rank=2, verbose=0)
+    factors = model.optimizer.get_multipliers()
+    assert factors["low/lora_kernel_a"] == pytest.approx(1.0)
+    assert factors["high/lora_kernel_b"] == pytest.approx(1.0)
+
+    # An explicit `layer_decay` still applies to the adapters, group by group.
+    model, backbone = make_model()
+    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, peft="lora",
+              rank=2, layer_decay=0.5, verbose=0)
+    factors = model.optimizer.get_multipliers()
+    assert factors["high/lora_kernel_b"] == pytest.approx(0.5)
+    assert factors["low/lora_kernel_a"] == pytest.approx(0.25)
+
+    # Without `peft` the default decay stays 0.7.
+    model, backbone = make_model()
+    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, verbose=0)
+    factors = model.optimizer.get_multipliers()
+    assert factors["high/kernel"] == pytest.approx(0.7)
+
+
 def test_fine_tune_rejects_an_unknown_peft():
     model, backbone = make_model()
     with pytest.raises(ValueError, match="`peft` must be None, 'lora' or 'dora'"):
