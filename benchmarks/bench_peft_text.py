@@ -29,7 +29,9 @@ by alpha / rank; the default is alpha = rank). `--lr R` sets the adapter
 rows' learning rate (default 1e-3); like alpha, choose it on the
 validation column. `--lora-plus R` trains each adapter's `B` matrix at R
 times the rate of its `A` matrix (LoRA+, Hayou et al. 2024), through
-`DiscriminativeLR(multipliers={"lora_kernel_b": R})`.
+`DiscriminativeLR(multipliers={"lora_kernel_b": R})`. `--bitfit` passes
+`bitfit=True` to `enable_lora` in the adapter rows: the encoder's biases and
+normalization scales train too (BitFit, Ben Zaken et al. 2022).
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -82,7 +84,9 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None):
+def run_row(
+    row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None, bitfit=False
+):
     """One row, one seed, in this process: returns a dict of figures."""
     import keras
     import keras_hub
@@ -138,7 +142,7 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None):
     if rank is not None:
         enable_lora(
             backbone, rank=rank, alpha=alpha, targets=targets,
-            dora=row == "dora8", factoring=factoring,
+            dora=row == "dora8", factoring=factoring, bitfit=bitfit,
         )
     elif row == "head":
         backbone.trainable = False
@@ -193,6 +197,7 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None):
         "alpha": alpha,
         "lr": lr,
         "lora_plus": lora_plus if rank is not None else None,
+        "bitfit": bool(bitfit and rank is not None),
         "accuracy": float(accuracy),
         "val_accuracy": float(val_accuracy),
         "trainable": trainable,
@@ -204,11 +209,11 @@ def run_row(row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None):
     }
 
 
-def _child(row, seeds, alpha, peft_lr, lora_plus):
+def _child(row, seeds, alpha, peft_lr, lora_plus, bitfit):
     # One line per seed, as soon as it is done: a run stopped early keeps
     # the seeds it finished.
     for seed in seeds:
-        result = run_row(row, seed, alpha, peft_lr, lora_plus)
+        result = run_row(row, seed, alpha, peft_lr, lora_plus, bitfit)
         print("RESULT " + json.dumps([result]), flush=True)
 
 
@@ -261,12 +266,16 @@ def main():
         "--lora-plus", type=float, default=None,
         help="rate of the adapters' B matrices over their A matrices (LoRA+)",
     )
+    parser.add_argument(
+        "--bitfit", action="store_true",
+        help="also train the encoder's biases and normalization scales",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the raw results as JSON")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        _child(args.child, seeds, args.alpha, args.lr, args.lora_plus)
+        _child(args.child, seeds, args.alpha, args.lr, args.lora_plus, args.bitfit)
         return
     results = []
     for row in args.rows.split(","):
@@ -275,7 +284,8 @@ def main():
             [sys.executable, __file__, "--child", row, "--seeds", args.seeds]
             + ([] if args.alpha is None else ["--alpha", str(args.alpha)])
             + ["--lr", str(args.lr)]
-            + ([] if args.lora_plus is None else ["--lora-plus", str(args.lora_plus)]),
+            + ([] if args.lora_plus is None else ["--lora-plus", str(args.lora_plus)])
+            + (["--bitfit"] if args.bitfit else []),
             capture_output=True, text=True,
         )
         lines = done.stdout.splitlines()
