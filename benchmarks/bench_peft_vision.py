@@ -160,6 +160,14 @@ def run_row(row, seed, recipe=None):
     }
 
 
+def _recipe_flags(recipe):
+    """The command-line flags that give a child process the same `recipe`."""
+    flags = []
+    for name, value in recipe.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS))
@@ -188,8 +196,7 @@ def main():
         start = time.time()
         done = subprocess.run(
             [sys.executable, __file__, "--child", row, "--seeds", args.seeds,
-             *(["--layer-decay", str(args.layer_decay)] if args.layer_decay else []),
-             *(["--schedule", args.schedule] if args.schedule else [])],
+             *_recipe_flags(recipe)],
             capture_output=True, text=True,
         )
         found = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -15,7 +15,7 @@ Rows (choose with --rows, comma separated):
             the weights after the head-only phase (alpha 0) interpolated
             with the fine-tuned ones (alpha 1) by
             `keras_transfer.averaging.interpolate`; one fit scored at
-            alpha 0, 0.25, 0.5 and 0.75 (alpha 1 is `ours_probe`).
+            alpha 0, 0.25, 0.5, 0.75 and 1 (alpha 1 is `ours_probe`).
   logreg    frozen features + logistic regression (scikit-learn).
   guide     Keras guide: head 10 epochs with the backbone frozen (Adam 1e-3),
             then everything trainable, Adam 1e-5, 10 epochs.
@@ -79,7 +79,7 @@ DESCRIPTION = {
 
 
 TARGETS = ("fashion", "mnist", "digits")
-WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75)
+WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def load_target(target):
@@ -191,7 +191,7 @@ def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
         )
         end = model.get_weights()
         scores = {}
-        for alpha in (*WISE_ALPHAS, 1.0):
+        for alpha in WISE_ALPHAS:
             interpolate(model, history.head_weights, end, alpha)
             scores[f"ours_wise alpha {alpha:g}"] = (
                 accuracy(model, x_test, y_test), accuracy(model, x_val, y_val)
@@ -237,7 +237,7 @@ def main():
     )
     args = parser.parse_args()
     DESCRIPTION["ours_probe"] = f"fine_tune, probe_epochs={args.probe_epochs}"
-    for alpha in (*WISE_ALPHAS, 1.0):
+    for alpha in WISE_ALPHAS:
         DESCRIPTION[f"ours_wise alpha {alpha:g}"] = (
             f"fine_tune, probe_epochs={args.probe_epochs}, WiSE-FT alpha {alpha:g}"
         )

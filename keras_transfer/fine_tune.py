@@ -26,7 +26,8 @@ FIND_DIVISOR = 3.0
 # `layer_decay=None`: the ratio of the rates of two consecutive groups. With
 # `peft` the adapters of every group learn at the head's rate (1.0): a
 # low-rank update starts from zero, and decayed rates leave the adapters of
-# the lower groups almost untrained (see docs/guides/peft.md, "Vision").
+# the lower groups almost untrained (docs/guides/peft.md, "Vision, fourth
+# run", for how it was chosen).
 LAYER_DECAY = 0.7
 PEFT_LAYER_DECAY = 1.0
 
