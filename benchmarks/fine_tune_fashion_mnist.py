@@ -27,6 +27,9 @@ Every run is scored on the test images and on a validation split: 2000
 training images outside the labelled draw (a draw per seed, the same for every row).
 Choose settings on the validation column; the test column is the report.
 `--per-class` changes the number of labelled images per class.
+`--probe-epochs` and `--probe-l2` set `fine_tune`'s `probe_epochs` and
+`probe_l2` in the `ours_probe` and `ours_wise` rows (`--probe-l2 auto`
+with enough epochs fits the probe to scikit-learn's logistic regression).
 
 `--target` picks the task (the same backbone, head, epochs and rows):
   fashion   Fashion-MNIST (the default, as above).
@@ -171,7 +174,7 @@ class StepTimer(keras.callbacks.Callback):
 STEP_TIMES = {}
 
 
-def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
+def run(row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
@@ -180,6 +183,7 @@ def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
         fine_tune(
             model, backbone, (x, y), epochs=EPOCHS, verbose=0, callbacks=[timer],
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
+            probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
         STEP_TIMES.setdefault(row, []).extend(timer.times)
     elif row == "ours_wise":
@@ -187,7 +191,7 @@ def run(row, seed, data, probe_epochs=PROBE_EPOCHS):
 
         history = fine_tune(
             model, backbone, (x, y), epochs=EPOCHS, verbose=0,
-            probe_epochs=probe_epochs, keep_head_weights=True,
+            probe_epochs=probe_epochs, probe_l2=probe_l2, keep_head_weights=True,
         )
         end = model.get_weights()
         scores = {}
@@ -233,13 +237,21 @@ def main():
     parser.add_argument("--target", default="fashion", choices=TARGETS)
     parser.add_argument(
         "--probe-epochs", type=int, default=PROBE_EPOCHS,
-        help="probe_epochs of the ours_probe row",
+        help="probe_epochs of the ours_probe and ours_wise rows",
+    )
+    parser.add_argument(
+        "--probe-l2", default="0",
+        help='probe_l2 of the ours_probe and ours_wise rows: a float or "auto"',
     )
     args = parser.parse_args()
-    DESCRIPTION["ours_probe"] = f"fine_tune, probe_epochs={args.probe_epochs}"
+    probe_l2 = args.probe_l2 if args.probe_l2 == "auto" else float(args.probe_l2)
+    probe = f"probe_epochs={args.probe_epochs}" + (
+        f", probe_l2={probe_l2}" if probe_l2 else ""
+    )
+    DESCRIPTION["ours_probe"] = f"fine_tune, {probe}"
     for alpha in WISE_ALPHAS:
         DESCRIPTION[f"ours_wise alpha {alpha:g}"] = (
-            f"fine_tune, probe_epochs={args.probe_epochs}, WiSE-FT alpha {alpha:g}"
+            f"fine_tune, {probe}, WiSE-FT alpha {alpha:g}"
         )
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = args.rows.split(",")
@@ -248,7 +260,7 @@ def main():
         data = load_data(seed, args.per_class, args.target)
         for row in rows:
             start = time.perf_counter()
-            result = run(row, seed, data, args.probe_epochs)
+            result = run(row, seed, data, args.probe_epochs, probe_l2)
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
             for name, (test, val) in (

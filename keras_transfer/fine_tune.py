@@ -42,6 +42,7 @@ def fine_tune(
     *,
     head_epochs=None,
     probe_epochs=0,
+    probe_l2=0.0,
     unfreeze_every=1,
     learning_rate=1e-3,
     layer_decay=None,
@@ -130,6 +131,16 @@ def fine_tune(
             instead of a random one. Needs a functional or Sequential
             `model` that reaches its head through the backbone only. The
             probe's History is `history.probe`. 0 (the default) skips it.
+        probe_l2: Float >= 0, or `"auto"`. L2 penalty on the head's kernels
+            during the probe: `probe_l2 * sum(kernel ** 2)` is added to the
+            mean loss of each probe step (biases are not penalized).
+            `"auto"` is `1 / (2 * n)` for `n` training examples, which makes
+            the probe's objective that of scikit-learn's
+            `LogisticRegression()` (at its default `C=1`), so that a probe
+            run long enough to converge (a few hundred epochs on a few-shot
+            set; each costs a fraction of a backbone step) reaches a
+            logistic regression on the same features. 0 (the default) fits
+            the loss alone. Needs `probe_epochs > 0`.
         unfreeze_every: Integer. Epochs between two unfreeze events.
         learning_rate: Float, or `"find"`. Peak learning rate of the head.
             `"find"` first runs `keras_transfer.lr_find` (100 steps, the
@@ -225,6 +236,7 @@ def fine_tune(
         head_epochs = _default_head_epochs(epochs)
     _check_int("head_epochs", head_epochs, minimum=0)
     _check_int("probe_epochs", probe_epochs, minimum=0)
+    _check_probe_l2(probe_l2, probe_epochs)
     _check_int("unfreeze_every", unfreeze_every, minimum=1)
     if head_epochs >= epochs:
         raise ValueError(
@@ -309,7 +321,7 @@ def fine_tune(
         probe = _probe(
             model, backbone, train_data, probe_epochs,
             1e-3 if find else learning_rate, loss, compile, batch_size,
-            fit_kwargs.get("steps_per_epoch"),
+            fit_kwargs.get("steps_per_epoch"), probe_l2,
         )
     if compile:
         steps = fit_kwargs.get("steps_per_epoch") or _steps_per_epoch(
@@ -375,7 +387,9 @@ def fine_tune(
     return history
 
 
-def _probe(model, backbone, train_data, epochs, rate, loss, compile, batch, steps):
+def _probe(
+    model, backbone, train_data, epochs, rate, loss, compile, batch, steps, l2
+):
     """Fit the head of `model` on cached backbone outputs (`probe_epochs`)."""
     if loss is None:
         loss = (
@@ -384,7 +398,7 @@ def _probe(model, backbone, train_data, epochs, rate, loss, compile, batch, step
     layer = getattr(backbone, "layer", backbone)
     return probe_head(
         model, layer, train_data, epochs=epochs, learning_rate=rate, loss=loss,
-        batch_size=batch, steps=steps,
+        batch_size=batch, steps=steps, l2=l2,
     )
 
 
@@ -529,6 +543,35 @@ def _default_head_epochs(epochs):
 
 
 # -- helpers ----------------------------------------------------------------
+
+
+def _check_probe_l2(value, probe_epochs):
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(
+                f'`probe_l2` must be a float >= 0 or "auto". Received: '
+                f"probe_l2={value!r}"
+            )
+    elif (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f'`probe_l2` must be a float >= 0 or "auto". Received: '
+            f"probe_l2={value!r}"
+        )
+    if _probe_l2_is_set(value) and not probe_epochs:
+        raise ValueError(
+            "`probe_l2` penalizes the head during the probe, and no probe "
+            "runs: pass probe_epochs > 0 with it, or leave probe_l2 at 0. "
+            f"Received: probe_l2={value!r}, probe_epochs={probe_epochs}"
+        )
+
+
+def _probe_l2_is_set(value):
+    return isinstance(value, str) or value > 0
 
 
 def _check_int(name, value, minimum):

@@ -127,3 +127,52 @@ def test_probe_under_strategy(strategy):
         )
     assert len(history.probe.history["loss"]) == 3
     assert not np.array_equal(head_before, model.get_layer("head").get_weights()[0])
+
+
+def test_probe_l2_shrinks_the_heads_kernel_and_reaches_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = data(n=64)
+    kernels, histories = {}, {}
+    for l2 in (0.0, "auto"):
+        model, backbone = make_model(seed=5)
+        pretrained = [w.copy() for w in backbone.get_weights()]
+        histories[l2] = fine_tune(
+            model, backbone, (x, y), epochs=2, head_epochs=0, probe_epochs=300,
+            probe_l2=l2, learning_rate=1e-2, batch_size=64, verbose=0,
+            keep_head_weights=True,
+        )
+        start = histories[l2].head_weights
+        for before, after in zip(pretrained, start):
+            np.testing.assert_array_equal(before, after)
+        kernels[l2] = start[len(pretrained)]
+    # The penalty keeps the kernel smaller than the unpenalized fit's.
+    assert np.sum(kernels["auto"] ** 2) < 0.8 * np.sum(kernels[0.0] ** 2)
+    # With "auto" the probe minimizes scikit-learn's objective at C=1: its
+    # kernel is that of LogisticRegression on the same features (up to the
+    # softmax's shift, which the penalty takes out at the optimum).
+    model, backbone = make_model(seed=5)
+    features = backbone.predict(x, verbose=0)
+    reference = LogisticRegression(max_iter=5000).fit(features, y)
+    ours = kernels["auto"].T
+    ours = ours - ours.mean(axis=0, keepdims=True)
+    cosine = np.sum(ours * reference.coef_) / (
+        np.linalg.norm(ours) * np.linalg.norm(reference.coef_)
+    )
+    assert cosine > 0.99
+    # The History's loss includes the penalty.
+    assert len(histories["auto"].probe.history["loss"]) == 300
+
+
+def test_probe_l2_errors_name_the_argument():
+    model, backbone = make_model()
+    x, y = data()
+    before = model.get_weights()
+    expected = '`probe_l2` must be a float >= 0 or "auto"'
+    for bad in (-0.1, "big", float("nan"), True, [0.1]):
+        with pytest.raises(ValueError, match=expected):
+            fine_tune(model, backbone, (x, y), probe_epochs=3, probe_l2=bad)
+    with pytest.raises(ValueError, match="pass probe_epochs > 0"):
+        fine_tune(model, backbone, (x, y), probe_l2="auto")
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

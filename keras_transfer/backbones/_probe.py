@@ -92,13 +92,56 @@ def _features(body, data, batch_size, steps):
     return feats, np.concatenate(labels), np.concatenate(weights) if weights else None
 
 
-def probe_head(model, layer, data, *, epochs, learning_rate, loss, batch_size, steps):
-    """Fit `model`'s head on the cached outputs of `layer`; return its History."""
+class _Penalized(keras.Model):
+    """`head` with an L2 penalty on its kernels, for the probe's fit only.
+
+    The penalty is `l2 * sum(kernel ** 2)` over the head's trainable weights
+    of rank 2 or more (biases and scales are left free), added to the mean
+    loss of each step through `add_loss`. The head's own layers train.
+    """
+
+    def __init__(self, head, l2, **kwargs):
+        super().__init__(**kwargs)
+        self.head = head
+        self.l2 = float(l2)
+
+    def call(self, inputs):
+        kernels = [v for v in self.head.trainable_weights if len(v.shape) > 1]
+        if kernels:
+            self.add_loss(
+                self.l2 * sum(keras.ops.sum(keras.ops.square(k)) for k in kernels)
+            )
+        return self.head(inputs)
+
+
+def probe_l2_for(l2, num_examples):
+    """The probe's L2 coefficient: a float, or `"auto"`: `1 / (2 * n)`.
+
+    `"auto"` makes the probe's objective (mean loss plus the penalty) the
+    one scikit-learn's `LogisticRegression()` minimizes at its default
+    `C=1`, divided by the number of examples `n`.
+    """
+    if isinstance(l2, str):
+        return 1.0 / (2.0 * max(1, num_examples))
+    return float(l2)
+
+
+def probe_head(
+    model, layer, data, *, epochs, learning_rate, loss, batch_size, steps, l2=0.0
+):
+    """Fit `model`'s head on the cached outputs of `layer`; return its History.
+
+    `l2` (a float, or `"auto"`, see `probe_l2_for`) penalizes the head's
+    kernels during the probe; 0 fits the head on the loss alone.
+    """
     # Under a distribution strategy, the head's optimizer and fit belong in
     # the scope the model's variables were made in.
     with strategy_scope(model):
         body, head = split_at(model, layer)
         features, y, weights = _features(body, data, batch_size or 32, steps)
+        l2 = probe_l2_for(l2, len(y))
+        if l2 > 0:
+            head = _Penalized(head, l2, name=f"{head.name}_penalized")
         head.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=loss,
