@@ -22,7 +22,10 @@ own seed (head initialisation, batch order) on the same data.
   probe_epochs=--probe-epochs)` first trains the head alone on cached
   frozen features (a linear probe, Adam 1e-3, batch 32), then fine-tunes;
   WiSE-FT between the weights after its head-only phase (the probe plus one
-  epoch of the head alone) and the final weights.
+  epoch of the head alone) and the final weights. `--probe-l2` sets
+  `fine_tune`'s `probe_l2`: with `auto` and enough epochs the probe is
+  scikit-learn's logistic regression, nearly the same head from every run's
+  head initialisation, so every run fine-tunes from one shared start.
 
 For each run: accuracy for alpha in {0, 0.25, 0.5, 0.75, 1}, and the alpha
 `keras_transfer.averaging.choose_alpha` picks on the validation split. Then
@@ -130,7 +133,12 @@ def main():
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--start", choices=("head", "probe"), default="head")
     parser.add_argument("--probe-epochs", type=int, default=50)
+    parser.add_argument(
+        "--probe-l2", default="0",
+        help='probe_l2 of the probe with --start probe: a float or "auto"',
+    )
     args = parser.parse_args()
+    probe_l2 = args.probe_l2 if args.probe_l2 == "auto" else float(args.probe_l2)
     (x, y), sets = load_data(args.test)
     models, per_alpha, chosen = [], [], []
     for run in range(args.runs):
@@ -145,6 +153,7 @@ def main():
             verbose=0,
             keep_head_weights=True,
             probe_epochs=args.probe_epochs if args.start == "probe" else 0,
+            probe_l2=probe_l2 if args.start == "probe" else 0.0,
         )
         end = model.get_weights()
         start = history.head_weights
@@ -173,7 +182,11 @@ def main():
     print(
         f"Fashion-MNIST 20/class, {args.test} test images, {args.runs} runs, "
         f"{args.epochs} epochs, WiSE-FT start: {args.start}"
-        + (f" ({args.probe_epochs} probe epochs)" if args.start == "probe" else "")
+        + (
+            f" ({args.probe_epochs} probe epochs, probe_l2={probe_l2})"
+            if args.start == "probe"
+            else ""
+        )
         + "; mean over runs"
     )
     print(header)
