@@ -547,31 +547,25 @@ def _default_head_epochs(epochs):
 
 def _check_probe_l2(value, probe_epochs):
     if isinstance(value, str):
-        if value != "auto":
-            raise ValueError(
-                f'`probe_l2` must be a float >= 0 or "auto". Received: '
-                f"probe_l2={value!r}"
-            )
-    elif (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.floating, np.integer))
-        or not np.isfinite(value)
-        or value < 0
-    ):
+        valid = value == "auto"
+    else:
+        valid = (
+            isinstance(value, (int, float, np.floating, np.integer))
+            and not isinstance(value, bool)
+            and np.isfinite(value)
+            and value >= 0
+        )
+    if not valid:
         raise ValueError(
             f'`probe_l2` must be a float >= 0 or "auto". Received: '
             f"probe_l2={value!r}"
         )
-    if _probe_l2_is_set(value) and not probe_epochs:
+    if value != 0 and not probe_epochs:
         raise ValueError(
             "`probe_l2` penalizes the head during the probe, and no probe "
             "runs: pass probe_epochs > 0 with it, or leave probe_l2 at 0. "
             f"Received: probe_l2={value!r}, probe_epochs={probe_epochs}"
         )
-
-
-def _probe_l2_is_set(value):
-    return isinstance(value, str) or value > 0
 
 
 def _check_int(name, value, minimum):

@@ -160,7 +160,7 @@ def test_probe_l2_shrinks_the_heads_kernel_and_reaches_logistic_regression():
         np.linalg.norm(ours) * np.linalg.norm(reference.coef_)
     )
     assert cosine > 0.99
-    # The History's loss includes the penalty.
+    # The probe ran its 300 epochs, its History in `history.probe`.
     assert len(histories["auto"].probe.history["loss"]) == 300
 
 
