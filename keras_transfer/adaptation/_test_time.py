@@ -71,26 +71,6 @@ def check_batch_size(batch_size, n, name="target_x", what="batch statistics"):
     return int(batch_size)
 
 
-def check_positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_non_negative(value, name):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative number. Received: {name}={value!r}"
-        )
-    return value
-
-
 def strategy_scope(model):
     """The `tf.distribute` scope `model` was built under (else a null scope)."""
     if keras.backend.backend() != "tensorflow":

@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_transfer.adaptation import _test_time
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_positive_int
 
 
 @keras_transfer_export("keras_transfer.adaptation.adabn")
@@ -59,7 +60,7 @@ def adabn(model, target_x, batch_size=128, copy=True):
     """
     _test_time.check_model(model)
     target = _test_time.as_target_array(target_x, min_samples=2)
-    batch_size = _test_time.check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int("batch_size", batch_size)
     layers = _test_time.batch_norm_layers(model)
     if not layers:
         raise ValueError(

@@ -7,6 +7,7 @@ from keras import ops
 from keras_transfer.adaptation import _test_time
 from keras_transfer.adaptation.adabn import reestimate_batch_norm
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_positive, check_positive_int
 
 
 def _shot_loss(from_logits, diversity_weight, pseudo_label_weight):
@@ -158,15 +159,15 @@ def shot(
     _test_time.check_model(features, "features")
     _test_time.check_model(classifier, "classifier")
     target = _test_time.as_target_array(target_x)
-    epochs = _test_time.check_positive_int(epochs, "epochs")
+    epochs = check_positive_int("epochs", epochs)
     batch_size = _test_time.check_batch_size(
         batch_size, len(target), what="batch statistics and diversity"
     )
-    diversity_weight = _test_time.check_non_negative(
-        diversity_weight, "diversity_weight"
+    diversity_weight = float(
+        check_positive("diversity_weight", diversity_weight, allow_zero=True)
     )
-    pseudo_label_weight = _test_time.check_non_negative(
-        pseudo_label_weight, "pseudo_label_weight"
+    pseudo_label_weight = float(
+        check_positive("pseudo_label_weight", pseudo_label_weight, allow_zero=True)
     )
     if optimizer is not None and not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError(

@@ -6,6 +6,7 @@ import numpy as np
 from keras_transfer.adaptation import _test_time
 from keras_transfer.adaptation.adabn import reestimate_batch_norm
 from keras_transfer.api_export import keras_transfer_export
+from keras_transfer.utils.checks import check_positive_int
 
 
 def _entropy_loss(from_logits):
@@ -95,7 +96,7 @@ def tent(
     """
     _test_time.check_model(model)
     target = _test_time.as_target_array(target_x)
-    epochs = _test_time.check_positive_int(epochs, "epochs")
+    epochs = check_positive_int("epochs", epochs)
     batch_size = _test_time.check_batch_size(batch_size, len(target))
     layers = [
         layer
