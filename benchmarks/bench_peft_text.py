@@ -32,6 +32,13 @@ times the rate of its `A` matrix (LoRA+, Hayou et al. 2024), through
 `DiscriminativeLR(multipliers={"lora_kernel_b": R})`. `--bitfit` passes
 `bitfit=True` to `enable_lora` in the adapter rows: the encoder's biases and
 normalization scales train too (BitFit, Ben Zaken et al. 2022).
+`--probe-epochs N` trains the head alone first, for N epochs on the frozen
+encoder's pooled outputs computed once (AdamW at the head row's rate; the
+adapters start at zero, so these are the base encoder's features), before
+the row's own fit: the head-first start of LP-FT (Kumar et al. 2022).
+`--schedule one_cycle` runs every row's rate (its peak) through
+`keras_transfer.schedules.OneCycle` over the fit's steps instead of keeping
+it constant (`constant`, the default).
 
 Each row runs in its own process, so that the peak memory (ru_maxrss) is the
 row's own. Columns: test accuracy (mean and spread over seeds), trainable
@@ -85,7 +92,8 @@ def _peak_mb():
 
 
 def run_row(
-    row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None, bitfit=False
+    row, seed, alpha=None, peft_lr=PEFT_LEARNING_RATE, lora_plus=None, bitfit=False,
+    probe_epochs=0, schedule="constant",
 ):
     """One row, one seed, in this process: returns a dict of figures."""
     import keras
@@ -147,8 +155,27 @@ def run_row(
     elif row == "head":
         backbone.trainable = False
     model = add_head(backbone, num_classes=len(classes), preprocessing=None)
+    probe_s = 0.0
+    if probe_epochs:
+        # The head alone, on the pooled features of the frozen encoder.
+        start = time.perf_counter()
+        head = model.get_layer("head")
+        features = keras.Model(model.inputs, model.layers[-2].output).predict(
+            x_train, batch_size=64, verbose=0
+        )
+        probe = keras.Sequential([keras.Input(features.shape[1:]), head])
+        probe.compile(
+            optimizer=keras.optimizers.AdamW(LEARNING_RATES["head"], weight_decay=0.01),
+            loss="sparse_categorical_crossentropy",
+        )
+        probe.fit(features, y_train, batch_size=BATCH, epochs=probe_epochs, verbose=0)
+        probe_s = time.perf_counter() - start
     lr = LEARNING_RATES.get(row, peft_lr)
-    optimizer = keras.optimizers.AdamW(lr, weight_decay=0.01)
+    rate = lr
+    if schedule == "one_cycle":
+        steps = -(-len(y_train) // BATCH) * EPOCHS
+        rate = keras_transfer.schedules.OneCycle(lr, total_steps=steps)
+    optimizer = keras.optimizers.AdamW(rate, weight_decay=0.01)
     if lora_plus is not None and rank is not None:
         optimizer = DiscriminativeLR(
             optimizer, multipliers={"lora_kernel_b": lora_plus}
@@ -198,6 +225,9 @@ def run_row(
         "lr": lr,
         "lora_plus": lora_plus if rank is not None else None,
         "bitfit": bool(bitfit and rank is not None),
+        "probe_epochs": probe_epochs,
+        "probe_s": probe_s,
+        "schedule": schedule,
         "accuracy": float(accuracy),
         "val_accuracy": float(val_accuracy),
         "trainable": trainable,
@@ -209,11 +239,13 @@ def run_row(
     }
 
 
-def _child(row, seeds, alpha, peft_lr, lora_plus, bitfit):
+def _child(row, seeds, alpha, peft_lr, lora_plus, bitfit, probe_epochs, schedule):
     # One line per seed, as soon as it is done: a run stopped early keeps
     # the seeds it finished.
     for seed in seeds:
-        result = run_row(row, seed, alpha, peft_lr, lora_plus, bitfit)
+        result = run_row(
+            row, seed, alpha, peft_lr, lora_plus, bitfit, probe_epochs, schedule
+        )
         print("RESULT " + json.dumps([result]), flush=True)
 
 
@@ -270,12 +302,23 @@ def main():
         "--bitfit", action="store_true",
         help="also train the encoder's biases and normalization scales",
     )
+    parser.add_argument(
+        "--probe-epochs", type=int, default=0,
+        help="epochs of the head alone on cached features before the fit",
+    )
+    parser.add_argument(
+        "--schedule", default="constant", choices=("constant", "one_cycle"),
+        help="learning-rate schedule of every row (default: %(default)s)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the raw results as JSON")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
-        _child(args.child, seeds, args.alpha, args.lr, args.lora_plus, args.bitfit)
+        _child(
+            args.child, seeds, args.alpha, args.lr, args.lora_plus, args.bitfit,
+            args.probe_epochs, args.schedule,
+        )
         return
     results = []
     for row in args.rows.split(","):
@@ -285,7 +328,9 @@ def main():
             + ([] if args.alpha is None else ["--alpha", str(args.alpha)])
             + ["--lr", str(args.lr)]
             + ([] if args.lora_plus is None else ["--lora-plus", str(args.lora_plus)])
-            + (["--bitfit"] if args.bitfit else []),
+            + (["--bitfit"] if args.bitfit else [])
+            + ["--probe-epochs", str(args.probe_epochs)]
+            + ["--schedule", args.schedule],
             capture_output=True, text=True,
         )
         lines = done.stdout.splitlines()
@@ -307,7 +352,8 @@ def main():
     print()
     print(
         f"BBC News, {PER_CLASS}/class train, {TEST_PER_CLASS}/class test, "
-        f"MiniLM-L6 seq {SEQUENCE_LENGTH}, {EPOCHS} epochs, seeds {args.seeds}"
+        f"MiniLM-L6 seq {SEQUENCE_LENGTH}, {EPOCHS} epochs, seeds {args.seeds}, "
+        f"schedule {args.schedule}, probe epochs {args.probe_epochs}"
     )
     print(_table(results))
 

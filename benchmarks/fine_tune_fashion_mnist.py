@@ -30,6 +30,8 @@ Choose settings on the validation column; the test column is the report.
 `--probe-epochs` and `--probe-l2` set `fine_tune`'s `probe_epochs` and
 `probe_l2` in the `ours_probe` and `ours_wise` rows (`--probe-l2 auto`
 with enough epochs fits the probe to scikit-learn's logistic regression).
+`--epochs` sets the `epochs` of the `fine_tune` rows (`ours`, `ours_probe`,
+`ours_wise`; default 20); the other rows keep 20.
 
 `--target` picks the task (the same backbone, head, epochs and rows):
   fashion   Fashion-MNIST (the default, as above).
@@ -174,14 +176,14 @@ class StepTimer(keras.callbacks.Callback):
 STEP_TIMES = {}
 
 
-def run(row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0):
+def run(row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
     timer = StepTimer()
     if row in ("ours", "ours_probe"):
         fine_tune(
-            model, backbone, (x, y), epochs=EPOCHS, verbose=0, callbacks=[timer],
+            model, backbone, (x, y), epochs=epochs, verbose=0, callbacks=[timer],
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
             probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
@@ -190,7 +192,7 @@ def run(row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0):
         from keras_transfer.averaging import interpolate
 
         history = fine_tune(
-            model, backbone, (x, y), epochs=EPOCHS, verbose=0,
+            model, backbone, (x, y), epochs=epochs, verbose=0,
             probe_epochs=probe_epochs, probe_l2=probe_l2, keep_head_weights=True,
         )
         end = model.get_weights()
@@ -243,15 +245,21 @@ def main():
         "--probe-l2", default="0",
         help='probe_l2 of the ours_probe and ours_wise rows: a float or "auto"',
     )
+    parser.add_argument(
+        "--epochs", type=int, default=EPOCHS,
+        help="epochs of the fine_tune rows (default: %(default)s)",
+    )
     args = parser.parse_args()
     probe_l2 = args.probe_l2 if args.probe_l2 == "auto" else float(args.probe_l2)
     probe = f"probe_epochs={args.probe_epochs}" + (
         f", probe_l2={probe_l2}" if probe_l2 else ""
     )
-    DESCRIPTION["ours_probe"] = f"fine_tune, {probe}"
+    length = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
+    DESCRIPTION["ours"] += length
+    DESCRIPTION["ours_probe"] = f"fine_tune, {probe}{length}"
     for alpha in WISE_ALPHAS:
         DESCRIPTION[f"ours_wise alpha {alpha:g}"] = (
-            f"fine_tune, {probe}, WiSE-FT alpha {alpha:g}"
+            f"fine_tune, {probe}{length}, WiSE-FT alpha {alpha:g}"
         )
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = args.rows.split(",")
@@ -260,7 +268,7 @@ def main():
         data = load_data(seed, args.per_class, args.target)
         for row in rows:
             start = time.perf_counter()
-            result = run(row, seed, data, args.probe_epochs, probe_l2)
+            result = run(row, seed, data, args.probe_epochs, probe_l2, args.epochs)
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
             for name, (test, val) in (
