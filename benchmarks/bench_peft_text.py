@@ -36,6 +36,9 @@ normalization scales train too (BitFit, Ben Zaken et al. 2022).
 encoder's pooled outputs computed once (AdamW at the head row's rate; the
 adapters start at zero, so these are the base encoder's features), before
 the row's own fit: the head-first start of LP-FT (Kumar et al. 2022).
+The environment variables `BENCH_PEFT_EPOCHS` (default 5) and
+`BENCH_PEFT_VAL_PER_CLASS` (default 10; the test texts stay the same) set
+the epochs and the size of the validation split.
 `--schedule one_cycle` runs every row's rate (its peak) through
 `keras_transfer.schedules.OneCycle` over the fit's steps instead of keeping
 it constant (`constant`, the default).
@@ -71,7 +74,7 @@ ROWS = (
 )
 PER_CLASS = 20
 TEST_PER_CLASS = 50
-VAL_PER_CLASS = 10
+VAL_PER_CLASS = int(os.environ.get("BENCH_PEFT_VAL_PER_CLASS", "10"))
 SEQUENCE_LENGTH = 64
 BATCH = 16
 EPOCHS = int(os.environ.get("BENCH_PEFT_EPOCHS", "5"))
@@ -353,7 +356,8 @@ def main():
     print(
         f"BBC News, {PER_CLASS}/class train, {TEST_PER_CLASS}/class test, "
         f"MiniLM-L6 seq {SEQUENCE_LENGTH}, {EPOCHS} epochs, seeds {args.seeds}, "
-        f"schedule {args.schedule}, probe epochs {args.probe_epochs}"
+        f"schedule {args.schedule}, probe epochs {args.probe_epochs}, "
+        f"{VAL_PER_CLASS}/class validation"
     )
     print(_table(results))
 

@@ -31,7 +31,9 @@ Choose settings on the validation column; the test column is the report.
 `probe_l2` in the `ours_probe` and `ours_wise` rows (`--probe-l2 auto`
 with enough epochs fits the probe to scikit-learn's logistic regression).
 `--epochs` sets the `epochs` of the `fine_tune` rows (`ours`, `ours_probe`,
-`ours_wise`; default 20); the other rows keep 20.
+`ours_wise`; default 20); the other rows keep 20. `--learning-rate` sets
+their `learning_rate`: a float, or `find` (`fine_tune` runs
+`keras_transfer.lr_find` first and uses its suggestion); default 1e-3.
 
 `--target` picks the task (the same backbone, head, epochs and rows):
   fashion   Fashion-MNIST (the default, as above).
@@ -176,23 +178,33 @@ class StepTimer(keras.callbacks.Callback):
 STEP_TIMES = {}
 
 
-def run(row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS):
+def run(
+    row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
+    learning_rate=1e-3,
+):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model()
     timer = StepTimer()
     if row in ("ours", "ours_probe"):
-        fine_tune(
+        history = fine_tune(
             model, backbone, (x, y), epochs=epochs, verbose=0, callbacks=[timer],
+            learning_rate=learning_rate,
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
             probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
         STEP_TIMES.setdefault(row, []).extend(timer.times)
+        if learning_rate == "find":
+            print(
+                f"seed {seed} {row}: found learning rate "
+                f"{history.params['learning_rate']:.3g}", flush=True,
+            )
     elif row == "ours_wise":
         from keras_transfer.averaging import interpolate
 
         history = fine_tune(
             model, backbone, (x, y), epochs=epochs, verbose=0,
+            learning_rate=learning_rate,
             probe_epochs=probe_epochs, probe_l2=probe_l2, keep_head_weights=True,
         )
         end = model.get_weights()
@@ -249,12 +261,22 @@ def main():
         "--epochs", type=int, default=EPOCHS,
         help="epochs of the fine_tune rows (default: %(default)s)",
     )
+    parser.add_argument(
+        "--learning-rate", default="1e-3",
+        help='learning_rate of the fine_tune rows: a float or "find"',
+    )
     args = parser.parse_args()
+    learning_rate = (
+        args.learning_rate if args.learning_rate == "find"
+        else float(args.learning_rate)
+    )
     probe_l2 = args.probe_l2 if args.probe_l2 == "auto" else float(args.probe_l2)
     probe = f"probe_epochs={args.probe_epochs}" + (
         f", probe_l2={probe_l2}" if probe_l2 else ""
     )
     length = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
+    if learning_rate != 1e-3:
+        length += f", learning_rate={learning_rate}"
     DESCRIPTION["ours"] += length
     DESCRIPTION["ours_probe"] = f"fine_tune, {probe}{length}"
     for alpha in WISE_ALPHAS:
@@ -268,7 +290,10 @@ def main():
         data = load_data(seed, args.per_class, args.target)
         for row in rows:
             start = time.perf_counter()
-            result = run(row, seed, data, args.probe_epochs, probe_l2, args.epochs)
+            result = run(
+                row, seed, data, args.probe_epochs, probe_l2, args.epochs,
+                learning_rate,
+            )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
             for name, (test, val) in (
