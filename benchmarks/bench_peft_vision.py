@@ -18,9 +18,10 @@ Rows (choose with --rows, comma separated):
 Every run is also scored on a validation split: 1000 training images
 outside the labelled draw (a draw per seed, made with its own generator, so
 the training run is the same with or without it). Choose settings on the
-validation column; the test column is the report. `--layer-decay D` and
-`--schedule S` are passed to `fine_tune` in the `fine_tune_lora8` row
-(default: `fine_tune`'s own defaults), to compare recipes for the adapters.
+validation column; the test column is the report. `--layer-decay D`,
+`--schedule S`, `--unfreeze-every N` and `--head-epochs N` are passed to
+`fine_tune` in the `fine_tune_lora8` row (default: `fine_tune`'s own
+defaults), to compare recipes for the adapters.
 
 Each row runs in its own process (peak memory is the row's own). Columns as
 in `bench_peft_text.py`. For the LoRA rows the script also merges the model
@@ -176,12 +177,14 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--layer-decay", type=float, default=None)
     parser.add_argument("--schedule", default=None)
+    parser.add_argument("--unfreeze-every", type=int, default=None)
+    parser.add_argument("--head-epochs", type=int, default=None)
     args = parser.parse_args()
-    recipe = {}
-    if args.layer_decay is not None:
-        recipe["layer_decay"] = args.layer_decay
-    if args.schedule is not None:
-        recipe["schedule"] = args.schedule
+    recipe = {
+        name: getattr(args, name)
+        for name in ("layer_decay", "schedule", "unfreeze_every", "head_epochs")
+        if getattr(args, name) is not None
+    }
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.child:
         # One line per seed, as soon as it is done.

@@ -23,13 +23,16 @@ SCHEDULES = ("one_cycle", "slanted_triangular", "constant")
 # run", for how 3 was chosen over fastai's 10).
 FIND_RULE = "minimum"
 FIND_DIVISOR = 3.0
-# `layer_decay=None`: the ratio of the rates of two consecutive groups. With
-# `peft` the adapters of every group learn at the head's rate (1.0): a
-# low-rank update starts from zero, and decayed rates leave the adapters of
-# the lower groups almost untrained (docs/guides/peft.md, "Vision, fourth
-# run", for how it was chosen).
-LAYER_DECAY = 0.7
-PEFT_LAYER_DECAY = 1.0
+# What the arguments left at `None` mean, without and with `peft`. With
+# `peft` the adapters of every group learn at the head's rate
+# (`layer_decay` 1.0), all of them from the end of the head phase
+# (`unfreeze_every` 0) and at a constant rate: a low-rank update starts from
+# zero and has no pretrained weights to protect, so the decay, the gradual
+# unfreezing and the warm-up that protect them in full fine-tuning only cost
+# the adapters steps (docs/guides/peft.md, "Vision, fourth run" and "fifth
+# run", for how they were chosen).
+RECIPE = {"layer_decay": 0.7, "unfreeze_every": 1, "schedule": "one_cycle"}
+PEFT_RECIPE = {"layer_decay": 1.0, "unfreeze_every": 0, "schedule": "constant"}
 
 
 @keras_transfer_export("keras_transfer.fine_tune")
@@ -43,10 +46,10 @@ def fine_tune(
     head_epochs=None,
     probe_epochs=0,
     probe_l2=0.0,
-    unfreeze_every=1,
+    unfreeze_every=None,
     learning_rate=1e-3,
     layer_decay=None,
-    schedule="one_cycle",
+    schedule=None,
     optimizer=None,
     freeze_bn=None,
     train_bn=False,
@@ -69,7 +72,8 @@ def fine_tune(
 
     1. The head trains first, with the backbone frozen, for `head_epochs`.
     2. Then the groups of the backbone are unfrozen from the top down, one
-       group every `unfreeze_every` epochs (`GradualUnfreezing`).
+       group every `unfreeze_every` epochs (`GradualUnfreezing`), or all at
+       once with `unfreeze_every=0` (the default with `peft`).
     3. Each group learns at its own rate (`DiscriminativeLR`, layer-wise
        learning-rate decay with the head as the top layer): the head at
        `learning_rate`, the top group of the backbone at `layer_decay` (0.7)
@@ -77,7 +81,8 @@ def fine_tune(
        the group above. With `peft`, every group's adapters learn at the
        head's rate (`layer_decay=1.0`).
     4. The base rate follows a one-cycle schedule over the whole fit
-       (`OneCycle`; or `SlantedTriangular`, or constant).
+       (`OneCycle`; or `SlantedTriangular`, or constant, the default with
+       `peft`).
     5. Every BatchNorm layer of the backbone stays in inference mode
        (`freeze_bn`, the default unless `train_bn=True`): with little data,
        batch statistics are noisy and the pretrained moving statistics are
@@ -141,7 +146,10 @@ def fine_tune(
             set; each costs a fraction of a backbone step) reaches a
             logistic regression on the same features. 0 (the default) fits
             the loss alone. Needs `probe_epochs > 0`.
-        unfreeze_every: Integer. Epochs between two unfreeze events.
+        unfreeze_every: Integer, or `None`. Epochs between two unfreeze
+            events; 0 unfreezes every group at once after the head phase
+            (fastai's `fine_tune`). `None` (the default) means 1, or 0 with
+            `peft` set.
         learning_rate: Float, or `"find"`. Peak learning rate of the head.
             `"find"` first runs `keras_transfer.lr_find` (100 steps, the
             model left as it was) on the model as it trains at the peak of
@@ -159,7 +167,8 @@ def fine_tune(
             set.
         schedule: One of `"one_cycle"`, `"slanted_triangular"`, `"constant"`,
             or a `keras.optimizers.schedules.LearningRateSchedule` to use as
-            is (then `learning_rate` is ignored).
+            is (then `learning_rate` is ignored). `None` (the default) means
+            `"one_cycle"`, or `"constant"` with `peft` set.
         optimizer: A `keras.optimizers.Optimizer` instance, or `None` for
             `Adam`. Its learning rate is replaced by the schedule.
         freeze_bn: Optional boolean. Keep every BatchNorm of the backbone in
@@ -184,8 +193,10 @@ def fine_tune(
             `"dora"`: first call `keras_transfer.peft.enable_lora(backbone,
             rank=rank, dora=peft == "dora")` with its default targets, so
             that the groups unfrozen by the schedule train their adapters
-            (at their group's rate; `layer_decay` defaults to 1.0 then) while
-            the pretrained weights stay frozen.
+            while the pretrained weights stay frozen. It changes the
+            defaults of `unfreeze_every`, `layer_decay` and `schedule`: after
+            the head phase every group's adapters train at once, at the
+            head's constant rate.
         rank: Integer. Rank of the adapters when `peft` is set.
         **fit_kwargs: Any other argument of `model.fit`.
 
@@ -232,12 +243,23 @@ def fine_tune(
         else groups_of(backbone, argument="backbone")
     )
     _check_int("epochs", epochs, minimum=1)
+    if peft not in (None, "lora", "dora"):
+        raise ValueError(
+            f"`peft` must be None, 'lora' or 'dora'. Received: peft={peft!r}"
+        )
+    defaults = RECIPE if peft is None else PEFT_RECIPE
+    if unfreeze_every is None:
+        unfreeze_every = defaults["unfreeze_every"]
+    if layer_decay is None:
+        layer_decay = defaults["layer_decay"]
+    if schedule is None:
+        schedule = defaults["schedule"]
     if head_epochs is None:
         head_epochs = _default_head_epochs(epochs)
     _check_int("head_epochs", head_epochs, minimum=0)
     _check_int("probe_epochs", probe_epochs, minimum=0)
     _check_probe_l2(probe_l2, probe_epochs)
-    _check_int("unfreeze_every", unfreeze_every, minimum=1)
+    _check_int("unfreeze_every", unfreeze_every, minimum=0)
     if head_epochs >= epochs:
         raise ValueError(
             "`head_epochs` must be smaller than `epochs`, or the backbone is "
@@ -259,8 +281,6 @@ def fine_tune(
             "the model's own optimizer and rate are kept. Run "
             "keras_transfer.lr_find(model, data) yourself instead."
         )
-    if layer_decay is None:
-        layer_decay = LAYER_DECAY if peft is None else PEFT_LAYER_DECAY
     if isinstance(layer_decay, bool) or not (
         isinstance(layer_decay, (int, float)) and 0 < layer_decay <= 1
     ):
@@ -273,7 +293,8 @@ def fine_tune(
         or schedule in SCHEDULES
     ):
         raise ValueError(
-            f"`schedule` must be one of {SCHEDULES} or a LearningRateSchedule. "
+            f"`schedule` must be one of {SCHEDULES}, a LearningRateSchedule "
+            "or None. "
             f"Received: schedule={schedule!r}"
         )
     if optimizer is not None and not isinstance(
@@ -291,10 +312,6 @@ def fine_tune(
                 f"{name}={fit_kwargs[name]!r}"
             )
 
-    if peft not in (None, "lora", "dora"):
-        raise ValueError(
-            f"`peft` must be None, 'lora' or 'dora'. Received: peft={peft!r}"
-        )
     if peft is not None:
         enable_lora(
             getattr(backbone, "layer", backbone), rank=rank, dora=peft == "dora"
@@ -305,11 +322,9 @@ def fine_tune(
         freeze_bn = not train_bn
     unfreezing = GradualUnfreezing(
         backbone,
-        schedule={
-            head_epochs + i * unfreeze_every: i + 1
-            for i in range(num_groups)
-            if head_epochs + i * unfreeze_every < epochs
-        },
+        schedule=_unfreeze_schedule(
+            head_epochs, unfreeze_every, num_groups, epochs
+        ),
         train_bn=train_bn,
         freeze_bn=freeze_bn,
     )
@@ -385,6 +400,17 @@ def fine_tune(
     if keep_head_weights:
         history.head_weights = head_weights[0] if head_weights else None
     return history
+
+
+def _unfreeze_schedule(head_epochs, every, num_groups, epochs):
+    """`{epoch: groups}` for `GradualUnfreezing`; `every=0`: all at once."""
+    if every == 0:
+        return {head_epochs: num_groups}
+    return {
+        head_epochs + i * every: i + 1
+        for i in range(num_groups)
+        if head_epochs + i * every < epochs
+    }
 
 
 def _probe(

@@ -120,6 +120,20 @@ def test_every_default_can_be_overridden():
     assert model.optimizer.get_multipliers()["mid/kernel"] == pytest.approx(0.25)
 
 
+def test_unfreeze_every_zero_unfreezes_every_group_after_the_head_phase():
+    model, backbone = make_model()
+    x, y = data()
+    before = weights_snapshot(backbone.weights)
+    history = fine_tune(
+        model, backbone, (x, y), epochs=4, head_epochs=2, unfreeze_every=0,
+        verbose=0,
+    )
+    assert history.history["unfrozen_groups"] == [0, 0, 3, 3]
+    for name in ("low", "mid", "high"):  # every group trained, the lowest too
+        kernel = backbone.get_layer(name).kernel
+        assert not np.array_equal(before[kernel.path], kernel.numpy()), name
+
+
 def test_constant_schedule_and_a_given_schedule():
     model, backbone = make_model()
     x, y = data()
@@ -220,7 +234,7 @@ def test_under_mirrored_strategy_matches_single_device(strategy):
         ({"epochs": 2.5}, "`epochs` must be an integer"),
         ({"epochs": 3, "head_epochs": 3}, "`head_epochs` must be smaller"),
         ({"head_epochs": -1}, "`head_epochs` must be >= 0"),
-        ({"unfreeze_every": 0}, "`unfreeze_every` must be >= 1"),
+        ({"unfreeze_every": -1}, "`unfreeze_every` must be >= 0"),
         ({"learning_rate": 0.0}, "`learning_rate` must be a positive"),
         ({"layer_decay": 0.0}, r"`layer_decay` must be a float in \(0, 1\]"),
         ({"layer_decay": 1.5}, r"`layer_decay` must be a float in \(0, 1\]"),

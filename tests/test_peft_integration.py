@@ -9,6 +9,7 @@ from keras_transfer.callbacks import GradualUnfreezing
 from keras_transfer.fine_tune import fine_tune
 from keras_transfer.optimizers import DiscriminativeLR
 from keras_transfer.peft import enable_lora
+from keras_transfer.schedules import OneCycle
 from tests.testing import changed_paths, weights_snapshot  # noqa: F401
 
 
@@ -78,7 +79,8 @@ def test_fine_tune_with_peft(peft):
     before = weights_snapshot(model.weights)
     history = fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, peft=peft,
                         rank=2, verbose=0)
-    assert history.history["unfrozen_groups"] == [0, 1, 2]
+    # Every group's adapters at once after the head phase (the PEFT recipe).
+    assert history.history["unfrozen_groups"] == [0, 2, 2]
     changed = changed_paths(before, [v for v in model.weights if v.path in before])
     assert changed == {"head/kernel", "head/bias"}  # the base is bit-identical
     for name in ("low", "high"):
@@ -87,27 +89,35 @@ def test_fine_tune_with_peft(peft):
         assert type(backbone.get_layer("low")).__name__ == "DoRADense"
 
 
-def test_fine_tune_with_peft_gives_every_group_the_head_rate():
+def test_fine_tune_with_peft_trains_every_group_at_the_heads_constant_rate():
     model, backbone = make_model()
-    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, peft="lora",
-              rank=2, verbose=0)
+    history = fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS,
+                        peft="lora", rank=2, verbose=0)
+    assert history.history["unfrozen_groups"] == [0, 2, 2]
     factors = model.optimizer.get_multipliers()
     assert factors["low/lora_kernel_a"] == pytest.approx(1.0)
     assert factors["high/lora_kernel_b"] == pytest.approx(1.0)
+    rate = model.optimizer.inner_optimizer.learning_rate
+    assert float(keras.ops.convert_to_numpy(rate)) == pytest.approx(1e-3)
 
-    # An explicit `layer_decay` still applies to the adapters, group by group.
+    # Explicit arguments still apply to the adapters, group by group.
     model, backbone = make_model()
-    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, peft="lora",
-              rank=2, layer_decay=0.5, verbose=0)
+    history = fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS,
+                        peft="lora", rank=2, layer_decay=0.5, unfreeze_every=1,
+                        schedule="one_cycle", verbose=0)
+    assert history.history["unfrozen_groups"] == [0, 1, 2]
     factors = model.optimizer.get_multipliers()
     assert factors["high/lora_kernel_b"] == pytest.approx(0.5)
     assert factors["low/lora_kernel_a"] == pytest.approx(0.25)
+    assert isinstance(model.optimizer.inner_optimizer._learning_rate, OneCycle)
 
-    # Without `peft` the default decay stays 0.7.
+    # Without `peft`: decay 0.7, one group an epoch, one-cycle.
     model, backbone = make_model()
-    fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, verbose=0)
+    history = fine_tune(model, backbone, (X, Y), epochs=3, loss=LOSS, verbose=0)
+    assert history.history["unfrozen_groups"] == [0, 1, 2]
     factors = model.optimizer.get_multipliers()
     assert factors["high/kernel"] == pytest.approx(0.7)
+    assert isinstance(model.optimizer.inner_optimizer._learning_rate, OneCycle)
 
 
 def test_fine_tune_rejects_an_unknown_peft():
