@@ -34,6 +34,7 @@ with enough epochs fits the probe to scikit-learn's logistic regression).
 `ours_wise`; default 20); the other rows keep 20. `--learning-rate` sets
 their `learning_rate`: a float, or `find` (`fine_tune` runs
 `keras_transfer.lr_find` first and uses its suggestion); default 1e-3.
+`--batch-size` sets their `batch_size` (default: `fine_tune`'s own).
 `--augment` puts Keras preprocessing layers in front of the backbone in
 every row but `logreg` (active in training only, so the probe's cached
 features and every score see the images as they are): `shift` is a
@@ -214,7 +215,7 @@ STEP_TIMES = {}
 
 def run(
     row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
-    learning_rate=1e-3, augment="none",
+    learning_rate=1e-3, augment="none", batch_size=None,
 ):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
@@ -223,7 +224,7 @@ def run(
     if row in ("ours", "ours_probe"):
         history = fine_tune(
             model, backbone, (x, y), epochs=epochs, verbose=0, callbacks=[timer],
-            learning_rate=learning_rate,
+            learning_rate=learning_rate, batch_size=batch_size,
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
             probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
@@ -238,7 +239,7 @@ def run(
 
         history = fine_tune(
             model, backbone, (x, y), epochs=epochs, verbose=0,
-            learning_rate=learning_rate,
+            learning_rate=learning_rate, batch_size=batch_size,
             probe_epochs=probe_epochs, probe_l2=probe_l2, keep_head_weights=True,
         )
         end = model.get_weights()
@@ -300,6 +301,10 @@ def main():
         help='learning_rate of the fine_tune rows: a float or "find"',
     )
     parser.add_argument(
+        "--batch-size", type=int, default=None,
+        help="batch_size of the fine_tune rows (default: fine_tune's own)",
+    )
+    parser.add_argument(
         "--augment", default="none", choices=AUGMENTATIONS,
         help="augmentation layers before the backbone (every row but logreg)",
     )
@@ -315,6 +320,8 @@ def main():
     length = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
     if learning_rate != 1e-3:
         length += f", learning_rate={learning_rate}"
+    if args.batch_size is not None:
+        length += f", batch_size={args.batch_size}"
     if args.augment != "none":
         length += f", augment={args.augment}"
         for row in ("all", "all_bn", "guide", "guide_bn"):
@@ -334,7 +341,7 @@ def main():
             start = time.perf_counter()
             result = run(
                 row, seed, data, args.probe_epochs, probe_l2, args.epochs,
-                learning_rate, args.augment,
+                learning_rate, args.augment, args.batch_size,
             )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
