@@ -215,16 +215,22 @@ STEP_TIMES = {}
 
 def run(
     row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
-    learning_rate=1e-3, augment="none", batch_size=None,
+    learning_rate=1e-3, augment="none", batch_size=None, layer_decay=None,
+    clipnorm=None,
 ):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
     model, backbone = make_model("none" if row == "logreg" else augment)
     timer = StepTimer()
     if row in ("ours", "ours_probe"):
+        optimizer = (
+            None if clipnorm is None
+            else keras.optimizers.Adam(global_clipnorm=clipnorm)
+        )
         history = fine_tune(
             model, backbone, (x, y), epochs=epochs, verbose=0, callbacks=[timer],
             learning_rate=learning_rate, batch_size=batch_size,
+            layer_decay=layer_decay, optimizer=optimizer,
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
             probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
@@ -305,6 +311,14 @@ def main():
         help="batch_size of the fine_tune rows (default: fine_tune's own)",
     )
     parser.add_argument(
+        "--layer-decay", type=float, default=None,
+        help="layer_decay of the ours and ours_probe rows (default: fine_tune's)",
+    )
+    parser.add_argument(
+        "--clipnorm", type=float, default=None,
+        help="global_clipnorm of Adam in the ours and ours_probe rows",
+    )
+    parser.add_argument(
         "--augment", default="none", choices=AUGMENTATIONS,
         help="augmentation layers before the backbone (every row but logreg)",
     )
@@ -322,6 +336,10 @@ def main():
         length += f", learning_rate={learning_rate}"
     if args.batch_size is not None:
         length += f", batch_size={args.batch_size}"
+    if args.layer_decay is not None:
+        length += f", layer_decay={args.layer_decay}"
+    if args.clipnorm is not None:
+        length += f", Adam(global_clipnorm={args.clipnorm})"
     if args.augment != "none":
         length += f", augment={args.augment}"
         for row in ("all", "all_bn", "guide", "guide_bn"):
@@ -342,6 +360,7 @@ def main():
             result = run(
                 row, seed, data, args.probe_epochs, probe_l2, args.epochs,
                 learning_rate, args.augment, args.batch_size,
+                args.layer_decay, args.clipnorm,
             )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
