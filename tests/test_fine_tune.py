@@ -58,9 +58,9 @@ def test_recipe_head_first_then_gradual_unfreezing_with_layer_decay():
     assert schedule.total_steps == 4 * 5 and schedule.max_lr == 1e-3
     multipliers = optimizer.get_multipliers()
     assert multipliers["head/kernel"] == pytest.approx(1.0)
-    assert multipliers["high/kernel"] == pytest.approx(0.7)
-    assert multipliers["mid/kernel"] == pytest.approx(0.49)
-    assert multipliers["low/kernel"] == pytest.approx(0.343)
+    assert multipliers["high/kernel"] == pytest.approx(0.5)
+    assert multipliers["mid/kernel"] == pytest.approx(0.25)
+    assert multipliers["low/kernel"] == pytest.approx(0.125)
     assert int(optimizer.iterations.numpy()) == 20
 
 
@@ -102,7 +102,7 @@ def test_every_default_can_be_overridden():
         head_epochs=1,
         unfreeze_every=2,
         learning_rate=0.05,
-        layer_decay=0.5,
+        layer_decay=0.6,
         schedule="slanted_triangular",
         optimizer=sgd,
         freeze_bn=False,
@@ -117,7 +117,7 @@ def test_every_default_can_be_overridden():
     assert isinstance(inner, keras.optimizers.SGD) and inner.momentum == 0.9
     assert isinstance(inner._learning_rate, SlantedTriangular)
     assert inner._learning_rate.total_steps == 2 * 4
-    assert model.optimizer.get_multipliers()["mid/kernel"] == pytest.approx(0.25)
+    assert model.optimizer.get_multipliers()["mid/kernel"] == pytest.approx(0.36)
 
 
 def test_unfreeze_every_zero_unfreezes_every_group_after_the_head_phase():
