@@ -180,7 +180,7 @@ def fine_tune(
             the head. `None` (the default) means 0.5, or 1.0 with `peft`
             set. Before 0.5, the default was 0.7: it scored the same on
             validation on eight of nine few-shot settings (three targets at
-            5, 10 and 20 images per class, within 2.4 points either way) and
+            5, 10 and 20 images per class, within 2.7 points either way) and
             diverged on the ninth (docs/guides/fine_tuning.md, "The layer
             decay across targets").
         schedule: One of `"one_cycle"`, `"slanted_triangular"`, `"constant"`,
