@@ -341,3 +341,86 @@ def test_default_verbosity_writes_plain_lines_to_a_log(capsys):
     assert "Epoch 2/2" in out and "loss:" in out
     for control in ("\x1b", "\r", "\b"):
         assert control not in out, repr(out)
+
+
+def test_epochs_left_out_counts_at_least_120_steps():
+    model, backbone = make_model()
+    x, y = data(32)
+    # 32 examples at batch 8: 4 steps an epoch, so 30 epochs (120 steps).
+    history = fine_tune(model, backbone, (x, y), batch_size=8, verbose=0)
+    assert history.params["epochs"] == 30
+    assert len(history.history["loss"]) == 30
+    schedule = model.optimizer.inner_optimizer._learning_rate
+    assert schedule.total_steps == 120
+    # The head phase and the unfreezing follow the chosen length.
+    assert history.history["unfrozen_groups"][:6] == [0, 0, 0, 1, 2, 3]
+
+
+def test_epochs_left_out_is_20_on_a_larger_set_and_an_unknown_size():
+    model, backbone = make_model()
+    x, y = data(48)
+    # 48 examples at batch 8: 6 steps an epoch, 120 steps in 20 epochs.
+    history = fine_tune(model, backbone, (x, y), batch_size=8, verbose=0)
+    assert history.params["epochs"] == 20
+    # A dataset of unknown size and the model's own compile: 20 epochs.
+    model, backbone = make_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
+    )
+    assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    history = fine_tune(model, backbone, dataset, compile=False, verbose=0)
+    assert history.params["epochs"] == 20
+    # With compile=True the schedule needs the steps: a clear error.
+    model, backbone = make_model()
+    with pytest.raises(ValueError, match="Pass steps_per_epoch="):
+        fine_tune(model, backbone, dataset, verbose=0)
+
+
+def test_epochs_left_out_counts_steps_of_tf_data_and_steps_per_epoch(capsys):
+    model, backbone = make_model()
+    x, y = data(32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    # Two batches an epoch: 60 epochs, said on the output.
+    history = fine_tune(model, backbone, dataset, verbose=2)
+    assert history.params["epochs"] == 60
+    out = capsys.readouterr().out
+    assert "fine_tune: 60 epochs of 2 steps" in out
+    assert "Epoch 60/60" in out
+    # steps_per_epoch on a repeated dataset sets the length too.
+    model, backbone = make_model()
+    history = fine_tune(
+        model, backbone, dataset.repeat(), steps_per_epoch=5, verbose=0
+    )
+    assert history.params["epochs"] == 24
+    assert model.optimizer.inner_optimizer._learning_rate.total_steps == 120
+
+
+def test_epochs_left_out_counts_the_batches_of_a_py_dataset():
+    class Batches(keras.utils.PyDataset):
+        def __init__(self, x, y):
+            super().__init__()
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            part = slice(index * 8, (index + 1) * 8)
+            return self.x[part], self.y[part]
+
+    model, backbone = make_model()
+    x, y = data(24)
+    history = fine_tune(model, backbone, Batches(x, y), verbose=0)
+    assert history.params["epochs"] == 40
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5, "32"])
+def test_bad_batch_size_names_the_argument(batch_size):
+    model, backbone = make_model()
+    x, y = data(8)
+    before = weights_snapshot(model.weights)
+    with pytest.raises(ValueError, match="`batch_size` must be"):
+        fine_tune(model, backbone, (x, y), batch_size=batch_size, verbose=0)
+    for v in model.weights:
+        np.testing.assert_array_equal(before[v.path], v.numpy())
