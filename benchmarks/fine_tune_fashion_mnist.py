@@ -31,7 +31,8 @@ Choose settings on the validation column; the test column is the report.
 `probe_l2` in the `ours_probe` and `ours_wise` rows (`--probe-l2 auto`
 with enough epochs fits the probe to scikit-learn's logistic regression).
 `--epochs` sets the `epochs` of the `fine_tune` rows (`ours`, `ours_probe`,
-`ours_wise`; default 20); the other rows keep 20. `--learning-rate` sets
+`ours_wise`; default 20; `auto` leaves it out, so `fine_tune` counts at
+least 20 epochs and 120 steps); the other rows keep 20. `--learning-rate` sets
 their `learning_rate`: a float, or `find` (`fine_tune` runs
 `keras_transfer.lr_find` first and uses its suggestion); default 1e-3.
 `--batch-size` sets their `batch_size` (default: `fine_tune`'s own).
@@ -299,8 +300,9 @@ def main():
         help='probe_l2 of the ours_probe and ours_wise rows: a float or "auto"',
     )
     parser.add_argument(
-        "--epochs", type=int, default=EPOCHS,
-        help="epochs of the fine_tune rows (default: %(default)s)",
+        "--epochs", default=str(EPOCHS),
+        help='epochs of the fine_tune rows: an integer, or "auto" for '
+        "fine_tune's own length counted in steps (default: %(default)s)",
     )
     parser.add_argument(
         "--learning-rate", default="1e-3",
@@ -323,6 +325,7 @@ def main():
         help="augmentation layers before the backbone (every row but logreg)",
     )
     args = parser.parse_args()
+    args.epochs = None if args.epochs == "auto" else int(args.epochs)
     learning_rate = (
         args.learning_rate if args.learning_rate == "find"
         else float(args.learning_rate)
@@ -331,7 +334,11 @@ def main():
     probe = f"probe_epochs={args.probe_epochs}" + (
         f", probe_l2={probe_l2}" if probe_l2 else ""
     )
-    length = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
+    length = (
+        "" if args.epochs == EPOCHS
+        else ", epochs left out" if args.epochs is None
+        else f", {args.epochs} epochs"
+    )
     if learning_rate != 1e-3:
         length += f", learning_rate={learning_rate}"
     if args.batch_size is not None:
