@@ -476,6 +476,14 @@ def test_fine_tune_and_lr_find_on_jax():
     assert history.history["unfrozen_groups"][0] == 0
     assert history.history["unfrozen_groups"][-1] > 0
     assert np.isfinite(history.history["loss"]).all()
+    # `epochs` left out: 64 examples at batch 16 are 4 steps an epoch, so
+    # 30 epochs make the 120 steps of the default length.
+    history = fine_tune(
+        model, backbone, (x, y), batch_size=16,
+        loss=keras.losses.SparseCategoricalCrossentropy(True), verbose=0,
+    )
+    assert history.params["epochs"] == 30
+    assert len(history.history["loss"]) == 30
 
 
 def test_fine_tune_with_labels_that_do_not_fit_keeps_the_trained_model():
