@@ -609,9 +609,11 @@ def _default_epochs(train_data, batch_size, steps_per_epoch):
             steps = _steps_per_epoch(train_data, batch_size)
         except ValueError:
             return MIN_EPOCHS, None
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        return MIN_EPOCHS, None
-    if steps < 1:
+    if (
+        isinstance(steps, bool)
+        or not isinstance(steps, (int, np.integer))
+        or steps < 1
+    ):
         return MIN_EPOCHS, None
     return max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)), steps
 
