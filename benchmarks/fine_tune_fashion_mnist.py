@@ -222,10 +222,24 @@ class StepTimer(keras.callbacks.Callback):
 STEP_TIMES = {}
 
 
+def smoothed_loss(label_smoothing):
+    """Cross-entropy on integer labels and logits, with label smoothing."""
+
+    def loss(y_true, logits):
+        labels = keras.ops.one_hot(
+            keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), 10
+        )
+        return keras.losses.categorical_crossentropy(
+            labels, logits, from_logits=True, label_smoothing=label_smoothing
+        )
+
+    return loss
+
+
 def run(
     row, seed, data, probe_epochs=PROBE_EPOCHS, probe_l2=0.0, epochs=EPOCHS,
     learning_rate=1e-3, augment="none", batch_size=None, layer_decay=None,
-    clipnorm=None, l2sp=None, average=None,
+    clipnorm=None, l2sp=None, average=None, label_smoothing=0.0, peft=None,
 ):
     x, y, x_test, y_test, x_val, y_val = data
     keras.utils.set_random_seed(seed)
@@ -249,6 +263,8 @@ def run(
             callbacks=[timer, *extra],
             learning_rate=learning_rate, batch_size=batch_size,
             layer_decay=layer_decay, optimizer=optimizer,
+            loss=smoothed_loss(label_smoothing) if label_smoothing else None,
+            metrics=["accuracy"] if label_smoothing else None, peft=peft,
             probe_epochs=probe_epochs if row == "ours_probe" else 0,
             probe_l2=probe_l2 if row == "ours_probe" else 0.0,
         )
@@ -348,6 +364,15 @@ def main():
         "ours_probe rows (its defaults)",
     )
     parser.add_argument(
+        "--label-smoothing", type=float, default=0.0,
+        help="label smoothing of the cross-entropy in the ours and ours_probe "
+        "rows (default: none, fine_tune's inferred loss)",
+    )
+    parser.add_argument(
+        "--peft", default=None, choices=("lora", "dora"),
+        help="fine_tune's peft in the ours and ours_probe rows",
+    )
+    parser.add_argument(
         "--augment", default="none", choices=AUGMENTATIONS,
         help="augmentation layers before the backbone (every row but logreg)",
     )
@@ -378,6 +403,10 @@ def main():
         length += f", L2SP(alpha={args.l2sp:g})"
     if args.average is not None:
         length += f", WeightAveraging({args.average!r})"
+    if args.label_smoothing:
+        length += f", label smoothing {args.label_smoothing:g}"
+    if args.peft is not None:
+        length += f", peft={args.peft!r}"
     if args.augment != "none":
         length += f", augment={args.augment}"
         for row in ("all", "all_bn", "guide", "guide_bn"):
@@ -399,7 +428,8 @@ def main():
                 row, seed, data, args.probe_epochs, probe_l2, args.epochs,
                 learning_rate, args.augment, args.batch_size,
                 args.layer_decay, args.clipnorm, l2sp=args.l2sp,
-                average=args.average,
+                average=args.average, label_smoothing=args.label_smoothing,
+                peft=args.peft,
             )
             seconds = time.perf_counter() - start
             # A row gives one (test, validation) pair, or several by name.
