@@ -21,6 +21,7 @@ JAX_TESTS := tests/test_backend_jax.py tests/test_discriminative_lr.py \
 	tests/test_regularizers.py tests/test_losses_coral.py \
 	tests/test_losses_mmd.py tests/test_losses_jmmd.py tests/test_losses_mdd.py \
 	tests/test_losses_entropy.py tests/test_losses_mcc.py \
+	tests/test_losses_sparse_crossentropy.py \
 	tests/test_gradient_reversal.py tests/test_transferability_logme.py \
 	tests/test_transferability_leep.py tests/test_transferability_h_score.py \
 	tests/test_transferability_nce.py tests/test_transferability_transrate.py
