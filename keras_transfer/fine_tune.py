@@ -11,6 +11,10 @@ from keras_transfer.backbones._probe import probe_head
 from keras_transfer.backbones.grouped_layer import GroupedLayer
 from keras_transfer.backbones.groups_of import find_backbone, groups_of
 from keras_transfer.callbacks.gradual_unfreezing import GradualUnfreezing
+from keras_transfer.losses.sparse_categorical_crossentropy import (
+    SparseCategoricalCrossentropy,
+    check_label_smoothing,
+)
 from keras_transfer.lr_finder import lr_find
 from keras_transfer.peft.enable_lora import enable_lora
 from keras_transfer.utils.kept_state import run_keeping_state
@@ -43,6 +47,10 @@ PEFT_RECIPE = {"layer_decay": 1.0, "unfreeze_every": 0, "schedule": "constant"}
 # chosen). When the steps per epoch cannot be told, MIN_EPOCHS.
 MIN_EPOCHS = 20
 MIN_STEPS = 120
+# The label smoothing of the loss `fine_tune` infers when `label_smoothing`
+# is left out (docs/guides/fine_tuning.md, "Label smoothing", for how it was
+# chosen).
+LABEL_SMOOTHING = 0.1
 
 
 @keras_transfer_export("keras_transfer.fine_tune")
@@ -64,6 +72,7 @@ def fine_tune(
     freeze_bn=None,
     train_bn=False,
     loss=None,
+    label_smoothing=None,
     metrics=None,
     compile=True,
     batch_size=None,
@@ -93,7 +102,10 @@ def fine_tune(
     4. The base rate follows a one-cycle schedule over the whole fit
        (`OneCycle`; or `SlantedTriangular`, or constant, the default with
        `peft`).
-    5. Every BatchNorm layer of the backbone stays in inference mode
+    5. The loss, when inferred, has a label smoothing of 0.1
+       (`label_smoothing`): on a few labelled images it keeps the logits
+       from growing without bound on examples already right.
+    6. Every BatchNorm layer of the backbone stays in inference mode
        (`freeze_bn`, the default unless `train_bn=True`): with little data,
        batch statistics are noisy and the pretrained moving statistics are
        better.
@@ -203,6 +215,18 @@ def fine_tune(
         train_bn: Boolean. Train the BatchNorm layers of frozen groups
             (fastai's default). Exclusive with `freeze_bn=True`.
         loss: A loss for `model.compile`, or `None` to infer it.
+        label_smoothing: Float in `[0, 1)`, or `None`. Label smoothing of
+            the inferred loss: the target of each example is the one-hot
+            label mixed with the uniform distribution,
+            `(1 - label_smoothing) * one_hot + label_smoothing /
+            num_classes`. Integer labels get
+            `keras_transfer.losses.SparseCategoricalCrossentropy`, one-hot
+            and binary labels Keras's `CategoricalCrossentropy` and
+            `BinaryCrossentropy`, each with this `label_smoothing`. `None`
+            (the default) means 0.1; 0 gives Keras's plain losses. The
+            probe of `probe_epochs` fits the plain loss. With `loss=` or
+            `compile=False` the loss is yours: leave `label_smoothing` out
+            and set it on that loss.
         metrics: Metrics for `model.compile`, or `None` (see above).
         compile: Boolean. If `False`, keep the model's own compile.
         batch_size: Integer. Passed to `model.fit` for array inputs
@@ -297,6 +321,7 @@ def fine_tune(
     _check_int("probe_epochs", probe_epochs, minimum=0)
     _check_probe_l2(probe_l2, probe_epochs)
     _check_int("unfreeze_every", unfreeze_every, minimum=0)
+    label_smoothing = _label_smoothing(label_smoothing, loss, compile)
     if head_epochs >= epochs:
         raise ValueError(
             "`head_epochs` must be smaller than `epochs`, or the backbone is "
@@ -390,7 +415,7 @@ def fine_tune(
                 model,
                 unfreezing.final_groups(epochs),
                 (train_data, batch_size, optimizer, layer_decay, backbone),
-                (loss, metrics, freeze_bn, train_bn, verbose),
+                (loss, label_smoothing, metrics, freeze_bn, train_bn, verbose),
             )
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule
@@ -399,7 +424,9 @@ def fine_tune(
         optimizer = _with_learning_rate(optimizer, rate)
         optimizer = _discriminative(optimizer, layer_decay, backbone)
         if loss is None:
-            loss, inferred_metrics = _infer_loss(model, train_data)
+            loss, inferred_metrics = _infer_loss(
+                model, train_data, label_smoothing
+            )
             if metrics is None:
                 metrics = inferred_metrics
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -475,9 +502,9 @@ def _find_learning_rate(model, groups, data, settings):
     Returns the range test's result and the rate it suggests.
     """
     train_data, batch_size, optimizer, layer_decay, backbone = data
-    loss, metrics, freeze_bn, train_bn, verbose = settings
+    loss, label_smoothing, metrics, freeze_bn, train_bn, verbose = settings
     if loss is None:
-        loss, inferred = _infer_loss(model, train_data)
+        loss, inferred = _infer_loss(model, train_data, label_smoothing)
         metrics = inferred if metrics is None else metrics
     probe = _with_learning_rate(optimizer, 1e-3)
     probe = _discriminative(probe, layer_decay, backbone)
@@ -530,7 +557,24 @@ class _HeadWeights(keras.callbacks.Callback):
             self.store.append(self.model.get_weights())
 
 
-def _infer_loss(model, train_data):
+def _label_smoothing(value, loss, compile):
+    """The label smoothing of the inferred loss, or an error naming it."""
+    if value is None:
+        return LABEL_SMOOTHING if loss is None and compile else 0.0
+    value = check_label_smoothing(value)
+    if loss is not None or not compile:
+        given = f"loss={loss!r}" if loss is not None else "compile=False"
+        raise ValueError(
+            "`label_smoothing` smooths the loss fine_tune infers; with "
+            f"{given} the loss is yours. Leave label_smoothing out and set "
+            "it on that loss (keras_transfer.losses."
+            "SparseCategoricalCrossentropy takes it for integer labels). "
+            f"Received: label_smoothing={value!r}, {given}"
+        )
+    return value
+
+
+def _infer_loss(model, train_data, label_smoothing=0.0):
     """Infer `(loss, metrics)` for a classifier from its labels and output.
 
     See `fine_tune` for the rules. Raises `ValueError` naming `loss` when
@@ -553,16 +597,26 @@ def _infer_loss(model, train_data):
     integer_labels = np.issubdtype(np.dtype(label_dtype), np.integer)
     label_columns = label_shape[-1] if len(label_shape) > 1 else 1
     if units == 1 and label_columns == 1:
-        loss = keras.losses.BinaryCrossentropy(from_logits=from_logits)
+        loss = keras.losses.BinaryCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
     elif units > 1 and label_columns == 1:
         if not integer_labels:
             raise ValueError(
                 "Cannot infer `loss`: one label column of floats for a model "
                 f"with {units} outputs looks like a regression. Pass loss=."
             )
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        loss = (
+            SparseCategoricalCrossentropy(
+                from_logits=from_logits, label_smoothing=label_smoothing
+            )
+            if label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        )
     elif units > 1 and label_columns == units:
-        loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
         label_values = None  # one-hot: the columns already match the head
     else:
         raise ValueError(

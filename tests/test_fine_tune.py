@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_transfer.backbones import Backbone
-from keras_transfer.fine_tune import fine_tune
+from keras_transfer.fine_tune import LABEL_SMOOTHING, fine_tune
+from keras_transfer.losses import SparseCategoricalCrossentropy
 from keras_transfer.optimizers import DiscriminativeLR
 from keras_transfer.schedules import OneCycle, SlantedTriangular
 from tests.testing import run_model_saving_test, weights_snapshot
@@ -171,8 +172,8 @@ def test_tf_data_input():
 @pytest.mark.parametrize(
     "units, activation, labels, expected, from_logits",
     [
-        (3, None, "int", keras.losses.SparseCategoricalCrossentropy, True),
-        (3, "softmax", "int", keras.losses.SparseCategoricalCrossentropy, False),
+        (3, None, "int", SparseCategoricalCrossentropy, True),
+        (3, "softmax", "int", SparseCategoricalCrossentropy, False),
         (3, None, "onehot", keras.losses.CategoricalCrossentropy, True),
         (1, None, "binary", keras.losses.BinaryCrossentropy, True),
         (1, "sigmoid", "binary", keras.losses.BinaryCrossentropy, False),
@@ -189,6 +190,60 @@ def test_loss_is_inferred(units, activation, labels, expected, from_logits):
     loss = model.loss
     assert isinstance(loss, expected)
     assert loss.get_config()["from_logits"] is from_logits
+    # The default label smoothing, on every inferred loss.
+    assert loss.get_config()["label_smoothing"] == pytest.approx(LABEL_SMOOTHING)
+    # label_smoothing=0: Keras's own losses, unsmoothed.
+    fine_tune(model, backbone, (x, y), epochs=2, label_smoothing=0, verbose=0)
+    plain = {
+        SparseCategoricalCrossentropy: keras.losses.SparseCategoricalCrossentropy
+    }.get(expected, expected)
+    assert type(model.loss) is plain
+    assert model.loss.get_config().get("label_smoothing", 0.0) == 0.0
+
+
+def test_label_smoothing_is_the_loss_the_fit_minimizes():
+    """The loss in the History is the smoothed cross-entropy of the model."""
+    model, backbone = make_model()
+    x, y = data(16)
+    history = fine_tune(
+        model, backbone, (x, y), epochs=2, label_smoothing=0.3, verbose=0,
+        batch_size=16, shuffle=False, head_epochs=0,
+    )
+    assert model.loss.label_smoothing == pytest.approx(0.3)
+    logits = model.predict(x, verbose=0)
+    target = 0.7 * np.eye(3)[y] + 0.1
+    log_p = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+    expected = float(np.mean(-np.sum(target * log_p, -1)))
+    # After the last step, the model's loss on the batch it trained on is
+    # the smoothed cross-entropy, not the plain one.
+    plain = float(np.mean(-log_p[np.arange(16), y]))
+    assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - plain) > 1e-3
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_label_smoothing_of_a_loss_that_is_not_inferred_is_an_error():
+    model, backbone = make_model()
+    x, y = data(8)
+    before = weights_snapshot(model.weights)
+    with pytest.raises(
+        ValueError, match=r"`label_smoothing`.*loss='mse'.*label_smoothing=0.2"
+    ):
+        fine_tune(
+            model, backbone, (x, y), loss="mse", label_smoothing=0.2, verbose=0
+        )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"`label_smoothing`.*compile=False"):
+        fine_tune(
+            model, backbone, (x, y), compile=False, label_smoothing=0.1, verbose=0
+        )
+    for v in model.weights:
+        np.testing.assert_array_equal(before[v.path], v.numpy())
+    assert model.loss == "sparse_categorical_crossentropy"
+    # Left out, the user's loss is kept as it is.
+    own = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    fine_tune(model, backbone, (x, y), epochs=2, loss=own, verbose=0)
+    assert model.loss is own
 
 
 def test_model_saves_and_loads_after_fine_tune(tmp_path):
@@ -242,6 +297,9 @@ def test_under_mirrored_strategy_matches_single_device(strategy):
         ({"optimizer": "adam"}, "`optimizer` must be a keras.optimizers"),
         ({"validation_split": 0.2}, "`validation_split` is not supported"),
         ({"train_bn": True, "freeze_bn": True}, "`train_bn` and `freeze_bn`"),
+        ({"label_smoothing": 1.0}, r"`label_smoothing` must be a float in \[0, 1\)"),
+        ({"label_smoothing": -0.1}, r"`label_smoothing` must be a float in \[0, 1\)"),
+        ({"label_smoothing": "0.1"}, r"Received: label_smoothing='0.1'"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, match):
