@@ -32,6 +32,9 @@ For each run: accuracy for alpha in {0, 0.25, 0.5, 0.75, 1}, and the alpha
 `keras_transfer.averaging.soup` of all runs, uniform and greedy (members
 chosen on the validation split), against the single runs.
 
+`--label-smoothing S` sets `fine_tune`'s `label_smoothing` (default: its
+own, 0.1; 0 is the plain cross-entropy, the default before this release).
+
 Run: python benchmarks/bench_weight_averaging.py --runs 4 --start head
 """
 
@@ -137,6 +140,11 @@ def main():
         "--probe-l2", default="0",
         help='probe_l2 of the probe with --start probe: a float or "auto"',
     )
+    parser.add_argument(
+        "--label-smoothing", type=float, default=None,
+        help="fine_tune's label_smoothing (default: its own, 0.1; 0 for the "
+        "plain cross-entropy, the default before this release)",
+    )
     args = parser.parse_args()
     probe_l2 = args.probe_l2 if args.probe_l2 == "auto" else float(args.probe_l2)
     (x, y), sets = load_data(args.test)
@@ -154,6 +162,7 @@ def main():
             keep_head_weights=True,
             probe_epochs=args.probe_epochs if args.start == "probe" else 0,
             probe_l2=probe_l2 if args.start == "probe" else 0.0,
+            label_smoothing=args.label_smoothing,
         )
         end = model.get_weights()
         start = history.head_weights
@@ -186,6 +195,11 @@ def main():
             f" ({args.probe_epochs} probe epochs, probe_l2={probe_l2})"
             if args.start == "probe"
             else ""
+        )
+        + (
+            ""
+            if args.label_smoothing is None
+            else f", label_smoothing={args.label_smoothing:g}"
         )
         + "; mean over runs"
     )
