@@ -223,8 +223,11 @@ def fine_tune(
             `keras_transfer.losses.SparseCategoricalCrossentropy`, one-hot
             and binary labels Keras's `CategoricalCrossentropy` and
             `BinaryCrossentropy`, each with this `label_smoothing`. `None`
-            (the default) means 0.1; 0 gives Keras's plain losses. The
-            probe of `probe_epochs` fits the plain loss. With `loss=` or
+            (the default) means 0.1; 0 gives Keras's plain losses (the
+            default before 0.1 was chosen: on three targets at 5, 10 and 20
+            images per class, 0.1 scored 0.869 on validation against 0.857;
+            docs/guides/fine_tuning.md, "Label smoothing"). The probe of
+            `probe_epochs` fits the plain loss. With `loss=` or
             `compile=False` the loss is yours: leave `label_smoothing` out
             and set it on that loss.
         metrics: Metrics for `model.compile`, or `None` (see above).
