@@ -39,8 +39,9 @@ their `learning_rate`: a float, or `find` (`fine_tune` runs
 `--average swa|ema` adds a `keras_transfer.callbacks.WeightAveraging` of that
 method (its defaults) to the `ours` and `ours_probe` fits; `--l2sp A` wraps
 their backbone in `keras_transfer.regularizers.L2SP(alpha=A)`.
-`--label-smoothing S` sets their `label_smoothing` (default: `fine_tune`'s
-own, 0.1; 0 is the plain cross-entropy, the default before this release);
+`--label-smoothing S` sets the `label_smoothing` of every `fine_tune` row
+(default: `fine_tune`'s own, 0.1; 0 is the plain cross-entropy, the
+default before this release);
 `--peft lora|dora` their `peft`.
 `--augment` puts Keras preprocessing layers in front of the backbone in
 every row but `logreg` (active in training only, so the probe's cached
@@ -269,6 +270,7 @@ def run(
             model, backbone, (x, y), epochs=epochs, verbose=0,
             learning_rate=learning_rate, batch_size=batch_size,
             probe_epochs=probe_epochs, probe_l2=probe_l2, keep_head_weights=True,
+            label_smoothing=label_smoothing,
         )
         end = model.get_weights()
         scores = {}
@@ -353,7 +355,7 @@ def main():
     )
     parser.add_argument(
         "--label-smoothing", type=float, default=None,
-        help="label_smoothing of the ours and ours_probe rows (default: "
+        help="label_smoothing of the fine_tune rows (default: "
         "fine_tune's own, 0.1; 0 for the plain cross-entropy)",
     )
     parser.add_argument(

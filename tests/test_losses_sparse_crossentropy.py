@@ -1,5 +1,7 @@
 """Tests for `keras_transfer.losses.SparseCategoricalCrossentropy`."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -121,8 +123,6 @@ def test_under_mirrored_strategy_matches_single_device(strategy):
             )
         model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
         return model
-
-    import contextlib
 
     single = train(contextlib.nullcontext())
     mirrored = train(strategy.scope())
